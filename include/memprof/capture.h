@@ -1,0 +1,206 @@
+/*
+ * capture.h: the memprof capture file format, version 1.
+ *
+ * This header is the only contract between tracer/ (which writes captures
+ * inside the traced program) and reports/ (which reads them afterwards).
+ * memprof-capture(5) documents it for users; keep the two in step.
+ *
+ * Layout
+ * ------
+ *   file   := header chunk*
+ *   header := "MEMPROF\0" u32le(version) u32le(header_size=16)
+ *   chunk  := u32le(CAPTURE_CHUNK_MAGIC) u32le(payload_len) u32le(tid)
+ *             u32le(checksum) payload[payload_len]
+ *
+ * Every thread fills its own buffer and appends it to the file as one chunk
+ * with a single write(2) on an O_APPEND descriptor, so chunks never
+ * interleave.  A chunk holds whole records only.  The checksum is
+ * capture_checksum() of the payload.  A reader that meets a chunk whose
+ * header or payload runs past the end of the file stops there and reports
+ * the capture as incomplete (the target was killed); a chunk with a wrong
+ * magic or checksum is corruption (a clear error).  Payload length is at
+ * most CAPTURE_CHUNK_MAX.
+ *
+ * Records
+ * -------
+ * A record is one tag byte followed by its fields.  Fields are unsigned
+ * LEB128 varints ("u"), zigzag-encoded signed varints ("s"), or strings
+ * ("str" := u(len) bytes[len], at most CAPTURE_STRING_MAX bytes, not
+ * NUL-terminated).  Deltas are per chunk: at the start of every chunk the
+ * previous sequence number and previous address are both 0.
+ *
+ *   PROCESS   u(pid) u(ppid) u(start_realtime_ns) str(exe) u(argc) str(argv)*
+ *             u(flags)            -- once, in the first chunk of the file
+ *   ALLOC     u(seq - prev_seq) s(addr - prev_addr) u(size) u(stack_id)
+ *   FREE      u(seq - prev_seq) s(addr - prev_addr)
+ *             A realloc is an ALLOC of the new block followed by a FREE of
+ *             the old one (both also when the block did not move), so that
+ *             counts match valgrind's (one allocation and one free).
+ *   STACK     u(id) u(parent_id) u(ip)
+ *             one node of the prefix tree of stacks: a stack is the chain of
+ *             nodes from its id up to parent 0, innermost frame first.  ip
+ *             is a return address (the reader subtracts 1 when symbolizing
+ *             every frame but the innermost, which is already a call site).
+ *             A node is written before any record of the same chunk that
+ *             uses it, but possibly in a later chunk than a use made by
+ *             another thread: readers resolve stacks after reading all.
+ *   MODULE    u(id) u(load_bias) u(start) u(end) str(path) str(build_id)
+ *             an ELF object mapped at [start, end) (its executable
+ *             segments), with its load bias; build_id is raw bytes.
+ *   UNLOAD    u(module_id) u(seq)  -- dlclose'd at that point of the run
+ *   SAMPLE    u(t_ns) u(seq) u(rss_bytes) u(heap_bytes) u(live_bytes)
+ *             every 10 ms: time since start, the sequence counter then,
+ *             resident set size, bytes mapped by the allocator, bytes
+ *             requested by live blocks.
+ *   THREAD    u(tid) u(seq) u(event: 0 start, 1 exit) str(name)
+ *   BADFREE   u(seq) u(kind: 1 double, 2 invalid, 3 foreign) u(addr)
+ *             u(free_stack_id) u(alloc_stack_id) u(first_free_stack_id)
+ *   STATS     u(n) n * [u(block_size) u(pools) u(in_use) u(available)]
+ *             u(arenas_allocated) u(arenas_reclaimed) u(arenas_highwater)
+ *             u(bytes_quantization) u(bytes_pool_headers) u(bytes_empty_pools)
+ *             u(large_blocks) u(large_bytes)   -- allocator statistics at exit
+ *   NOTE      u(seq) u(level: 0 info, 1 warning, 2 error) str(text)
+ *             memprof's own remarks (e.g. recording stopped: disk full).
+ *   LOST      u(events)  -- events the tracer could not record
+ *   END       u(t_ns) u(seq) u(how) u(status) u(signal)
+ *             how: 0 returned from main or exit(), 1 _exit(), 2 fatal
+ *             signal, 3 abort(); status: exit status; signal: 0 or N.
+ *             A capture without END is incomplete.
+ *   SCAN      u(n_blocks) u(n_edges) u(flags)
+ *             opens the result of a reachability scan (at exit, or on
+ *             demand); followed in the same or later chunks by n_blocks
+ *             SCANBLOCK and n_edges SCANEDGE records.
+ *   SCANBLOCK u(addr) u(size) u(stack_id) u(seq) u(kind) u(indirect_of)
+ *             kind: CAPTURE_LEAK_*; indirect_of: for an indirectly lost
+ *             block, the address of the lost block it hangs off (0 else).
+ *   SCANEDGE  u(from_addr) u(offset) u(to_addr)  -- between lost blocks
+ *             (including interior pointers): from + offset holds a pointer
+ *             into to.
+ *   OBJTYPE   u(type_id) str(name) u(body_size) -- libmemprof-heap types
+ *   OBJECT    u(addr) u(type_id) u(refcount) u(flags) u(snapshot)
+ *   OBJEDGE   u(from_addr) u(to_addr) u(snapshot)
+ *   SNAPSHOT  u(id) u(t_ns) u(seq) str(label)
+ *
+ * Readers ignore nothing silently: an unknown tag is corruption.
+ */
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define CAPTURE_MAGIC "MEMPROF\0"
+#define CAPTURE_MAGIC_LEN 8
+#define CAPTURE_VERSION 1u
+#define CAPTURE_HEADER_SIZE 16u
+#define CAPTURE_CHUNK_MAGIC 0x4b43504du /* "MPCK" little-endian */
+#define CAPTURE_CHUNK_HEADER_SIZE 16u
+#define CAPTURE_CHUNK_MAX (16u * 1024u * 1024u)
+#define CAPTURE_STRING_MAX 65536u
+
+enum capture_tag {
+	CAPTURE_PROCESS = 1,
+	CAPTURE_ALLOC = 2,
+	CAPTURE_FREE = 3,
+	CAPTURE_STACK = 4,
+	CAPTURE_MODULE = 5,
+	CAPTURE_UNLOAD = 6,
+	CAPTURE_SAMPLE = 7,
+	CAPTURE_THREAD = 8,
+	CAPTURE_BADFREE = 9,
+	CAPTURE_STATS = 10,
+	CAPTURE_NOTE = 11,
+	CAPTURE_LOST = 12,
+	CAPTURE_END = 13,
+	CAPTURE_SCAN = 14,
+	CAPTURE_SCANBLOCK = 15,
+	CAPTURE_SCANEDGE = 16,
+	CAPTURE_OBJTYPE = 17,
+	CAPTURE_OBJECT = 18,
+	CAPTURE_OBJEDGE = 19,
+	CAPTURE_SNAPSHOT = 20,
+	CAPTURE_TAG_MAX = 20,
+};
+
+/* PROCESS flags */
+#define CAPTURE_PROCESS_FORKED 1u /* the process is a traced fork child */
+
+enum capture_end_how {
+	CAPTURE_END_EXIT = 0,
+	CAPTURE_END_UNDERSCORE_EXIT = 1,
+	CAPTURE_END_SIGNAL = 2,
+	CAPTURE_END_ABORT = 3,
+};
+
+enum capture_badfree_kind {
+	CAPTURE_BADFREE_DOUBLE = 1,
+	CAPTURE_BADFREE_INVALID = 2,
+	CAPTURE_BADFREE_FOREIGN = 3,
+};
+
+/* SCANBLOCK kinds: valgrind memcheck's categories. */
+enum capture_leak_kind {
+	CAPTURE_LEAK_REACHABLE = 0,
+	CAPTURE_LEAK_POSSIBLE = 1,
+	CAPTURE_LEAK_INDIRECT = 2,
+	CAPTURE_LEAK_DEFINITE = 3,
+};
+
+/* Adler-style checksum of a chunk payload: cheap enough for the writer,
+ * enough to tell a torn or corrupted chunk from a good one. */
+static inline uint32_t capture_checksum(const uint8_t *p, size_t n)
+{
+	uint32_t a = 1, b = 0;
+	while (n > 0) {
+		size_t k = n < 5552 ? n : 5552;
+		n -= k;
+		while (k-- > 0) {
+			a += *p++;
+			b += a;
+		}
+		a %= 65521u;
+		b %= 65521u;
+	}
+	return (b << 16) | a;
+}
+
+/* Varint helpers shared by writer and reader. */
+static inline size_t capture_put_u64(uint8_t *out, uint64_t v)
+{
+	size_t n = 0;
+	while (v >= 0x80) {
+		out[n++] = (uint8_t)(v | 0x80);
+		v >>= 7;
+	}
+	out[n++] = (uint8_t)v;
+	return n;
+}
+
+static inline uint64_t capture_zigzag(int64_t v)
+{
+	return ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
+}
+
+static inline int64_t capture_unzigzag(uint64_t v)
+{
+	return (int64_t)(v >> 1) ^ -(int64_t)(v & 1);
+}
+
+/* Reads one varint from [*p, end); returns 0 and advances *p, or -1 when
+ * the varint is truncated or longer than 10 bytes. */
+static inline int capture_get_u64(const uint8_t **p, const uint8_t *end, uint64_t *out)
+{
+	uint64_t v = 0;
+	unsigned shift = 0;
+	const uint8_t *q = *p;
+	while (q < end && shift < 64) {
+		uint8_t byte = *q++;
+		v |= (uint64_t)(byte & 0x7f) << shift;
+		if (!(byte & 0x80)) {
+			*p = q;
+			*out = v;
+			return 0;
+		}
+		shift += 7;
+	}
+	return -1;
+}
