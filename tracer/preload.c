@@ -1,0 +1,784 @@
+/*
+ * preload.c: libmemprof-preload.so's interposed functions, and the
+ * recording of allocation events.
+ *
+ * The malloc family (malloc, free, calloc, realloc, reallocarray,
+ * posix_memalign, aligned_alloc, memalign, valloc, pvalloc, cfree,
+ * malloc_usable_size) is served by heap/'s pool from the very first call:
+ * the pool needs no dlsym, so there is no bootstrap buffer.  Each hook sets
+ * the thread's guard, calls the pool inside scan_alloc_enter/leave, and
+ * records the event: the stack (libunwind, the preload library's own frames
+ * skipped), interned in the stack table, then an ALLOC/FREE/BADFREE record
+ * in the thread's buffer.  Sequence numbers come from one atomic counter:
+ * an allocation takes its number after the pool returned the block, a free
+ * before the pool releases it, so that when an address is reused its FREE
+ * always has a smaller number than the next ALLOC.
+ *
+ * A call made while the guard is set (from libunwind, dlsym, pthread_create
+ * inside memprof) is served but not recorded; such "own" blocks are
+ * remembered in a small set so that their later free by libc is not
+ * recorded either.
+ *
+ * Also here: dlopen/dlclose (rescan the module map), _exit/_Exit (END
+ * how=1) and the exec family (END how=4 just before the exec, which would
+ * otherwise lose the buffered records).  Initialisation, exit, signals and
+ * fork are in lifecycle.c.
+ */
+#define _GNU_SOURCE
+#include "tracer-private.h"
+#include "tracer.h"
+
+#include <dlfcn.h>
+#include <alloca.h>
+#include <errno.h>
+#include <malloc.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "pool.h"
+#include "scan.h"
+
+#define EXPORT __attribute__((visibility("default")))
+#define unlikely(x) __builtin_expect(!!(x), 0)
+
+__thread struct tracer_tls tracer_tls __attribute__((tls_model("initial-exec")));
+
+void *(*tracer_real_dlopen)(const char *file, int mode);
+int (*tracer_real_dlclose)(void *handle);
+
+uint64_t tracer_now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+uint32_t tracer_thread_tid(void)
+{
+	if (tracer_tls.tid == 0)
+		tracer_tls.tid = (uint32_t)syscall(SYS_gettid);
+	return tracer_tls.tid;
+}
+
+/* ---- own blocks ---------------------------------------------------------
+ * Open addressing over a fixed table; a removed entry becomes a tombstone.
+ * Own blocks are few (libunwind's, dlsym's, the sampler thread's), so a
+ * full table only means that a later free of one is recorded. */
+
+#define OWN_SLOTS 4096u
+#define OWN_TOMB ((uintptr_t)1)
+
+static _Atomic uintptr_t own_slots[OWN_SLOTS];
+static atomic_int own_count;
+
+static size_t own_hash(uintptr_t p)
+{
+	return (size_t)((p >> 4) * 0x9e3779b97f4a7c15ull >> 40) & (OWN_SLOTS - 1);
+}
+
+static void own_add(void *ptr)
+{
+	uintptr_t p = (uintptr_t)ptr;
+	size_t i = own_hash(p);
+	for (unsigned n = 0; n < OWN_SLOTS; n++, i = (i + 1) & (OWN_SLOTS - 1)) {
+		uintptr_t v = atomic_load_explicit(&own_slots[i], memory_order_relaxed);
+		if ((v == 0 || v == OWN_TOMB) &&
+		    atomic_compare_exchange_strong(&own_slots[i], &v, p)) {
+			atomic_fetch_add(&own_count, 1);
+			return;
+		}
+	}
+}
+
+static bool own_take(void *ptr)
+{
+	if (atomic_load_explicit(&own_count, memory_order_relaxed) == 0)
+		return false;
+	uintptr_t p = (uintptr_t)ptr;
+	size_t i = own_hash(p);
+	for (unsigned n = 0; n < OWN_SLOTS; n++, i = (i + 1) & (OWN_SLOTS - 1)) {
+		uintptr_t v = atomic_load_explicit(&own_slots[i], memory_order_acquire);
+		if (v == 0)
+			return false;
+		if (v == p && atomic_compare_exchange_strong(&own_slots[i], &v, OWN_TOMB)) {
+			atomic_fetch_sub(&own_count, 1);
+			return true;
+		}
+	}
+	return false;
+}
+
+static void *own_block(void *p)
+{
+	if (p) {
+		own_add(p);
+		pool_block_set_owner(p, 0, 0);
+	}
+	return p;
+}
+
+/* ---- buffers and stacks ------------------------------------------------ */
+
+static void thread_register_exit(struct tbuf *value)
+{
+	if (tracer.key_ok)
+		pthread_setspecific(tracer.key, value);
+}
+
+/* The calling thread's buffer, locked; starts the thread (THREAD record)
+ * on its first event.  NULL when no buffer can be had. */
+struct tbuf *tracer_buf_begin(void)
+{
+	struct tracer_tls *t = &tracer_tls;
+	struct tbuf *b = t->buf;
+	if (b) {
+		tbuf_lock(b);
+		return b;
+	}
+	if (t->phase == TLS_EXITED) {
+		b = tracer.late;
+		if (!b)
+			return NULL;
+		tbuf_lock(b);
+		uint32_t tid = tracer_thread_tid();
+		if (b->tid != tid) {
+			tbuf_flush_locked(b);
+			b->tid = tid;
+		}
+		return b;
+	}
+	b = tbuf_acquire(tracer_thread_tid());
+	if (!b)
+		return NULL;
+	t->buf = b;
+	if (t->phase == TLS_INTERNAL) {
+		b->tid = 0;
+		tbuf_lock(b);
+		return b;
+	}
+	t->phase = TLS_ACTIVE;
+	thread_register_exit(b);
+	tbuf_lock(b);
+	char name[17] = { 0 };
+	prctl(PR_GET_NAME, name, 0, 0, 0);
+	uint64_t seq = atomic_fetch_add(&tracer.seq, 1);
+	uint8_t *o = tbuf_reserve(b, RECORD_THREAD_MAX);
+	tbuf_commit(b, record_thread_put(o, b->tid, seq, 0, name, strnlen(name, 16)));
+	return b;
+}
+
+void tracer_buf_end(struct tbuf *b)
+{
+	tbuf_unlock(b);
+}
+
+/* The pthread key's destructor: THREAD exit, flush, buffer back to the
+ * registry.  Events after this (other destructors, libc's own cleanup) go
+ * to the shared late buffer. */
+void tracer_thread_exit(void *arg)
+{
+	struct tracer_tls *t = &tracer_tls;
+	int saved = errno;
+	int guard = t->guard;
+	t->guard = 1;
+	struct tbuf *b = arg;
+	if (b && b == t->buf && t->phase == TLS_ACTIVE) {
+		tbuf_lock(b);
+		if (atomic_load(&tracer.recording)) {
+			char name[17] = { 0 };
+			prctl(PR_GET_NAME, name, 0, 0, 0);
+			uint64_t seq = atomic_fetch_add(&tracer.seq, 1);
+			uint8_t *o = tbuf_reserve(b, RECORD_THREAD_MAX);
+			tbuf_commit(b, record_thread_put(o, b->tid, seq, 1, name,
+							 strnlen(name, 16)));
+		}
+		tbuf_flush_locked(b);
+		tbuf_unlock(b);
+		tbuf_release(b);
+	}
+	t->buf = NULL;
+	t->phase = TLS_EXITED;
+	scan_alloc_enter();
+	pool_thread_exit();
+	scan_alloc_leave();
+	t->guard = guard;
+	errno = saved;
+}
+
+static bool own_frame(uintptr_t ip)
+{
+	return (ip >= tracer.self_lo && ip < tracer.self_hi) ||
+	       (ip >= tracer.unw_lo && ip < tracer.unw_hi);
+}
+
+static size_t capture_ips(uint64_t *ips)
+{
+	void *raw[STACK_DEPTH_MAX + 16];
+	int (*bt)(void **, int) = tracer.unw_backtrace;
+	if (!bt)
+		return 0;
+	int n = bt(raw, (int)tracer.depth + 16);
+	int i = 0;
+	while (i < n && own_frame((uintptr_t)raw[i]))
+		i++;
+	size_t k = 0;
+	for (; i < n && k < tracer.depth; i++)
+		ips[k++] = (uintptr_t)raw[i];
+	return k;
+}
+
+static void emit_stack(void *arg, uint32_t id, uint32_t parent, uint64_t ip)
+{
+	struct tbuf *b = arg;
+	uint8_t *o = tbuf_reserve(b, RECORD_STACK_MAX);
+	tbuf_commit(b, record_stack_put(o, id, parent, ip));
+}
+
+static uint32_t intern(struct tbuf *b, const uint64_t *ips, size_t n)
+{
+	return stack_table_intern(&tracer.stacks, &b->cache, ips, n, emit_stack, b);
+}
+
+/* ---- events ------------------------------------------------------------ */
+
+static void count(struct tbuf *b, int64_t size, bool large)
+{
+	int64_t v = atomic_load_explicit(&b->live_bytes, memory_order_relaxed);
+	atomic_store_explicit(&b->live_bytes, v + size, memory_order_relaxed);
+	if (large) {
+		v = atomic_load_explicit(&b->large_bytes, memory_order_relaxed);
+		atomic_store_explicit(&b->large_bytes, v + size, memory_order_relaxed);
+	}
+}
+
+/* The requested size of the live block that starts at p, for the counters
+ * (0 when p is not one). */
+static bool block_of(void *p, struct pool_block *blk)
+{
+	if (pool_lookup(p, blk) && blk->start == p)
+		return true;
+	blk->size = 0;
+	blk->large = false;
+	return false;
+}
+
+static void record_alloc(void *p, size_t size, bool large)
+{
+	uint64_t ips[STACK_DEPTH_MAX];
+	size_t n = capture_ips(ips);
+	struct tbuf *b = tracer_buf_begin();
+	if (!b) {
+		atomic_fetch_add(&tracer.lost, 1);
+		return;
+	}
+	uint32_t sid = intern(b, ips, n);
+	uint64_t seq = atomic_fetch_add(&tracer.seq, 1);
+	uint8_t *o = tbuf_reserve(b, RECORD_ALLOC_MAX);
+	tbuf_commit(b, record_alloc_put(o, &b->deltas, seq, (uintptr_t)p, size, sid));
+	count(b, (int64_t)size, large);
+	tracer_buf_end(b);
+	pool_block_set_owner(p, sid, seq);
+}
+
+static void record_badfree(struct tbuf *b, uint64_t seq, enum pool_free_result r, void *p,
+			   uint32_t sid)
+{
+	uint64_t kind = r == POOL_FREE_DOUBLE ? CAPTURE_BADFREE_DOUBLE
+			: r == POOL_FREE_INVALID ? CAPTURE_BADFREE_INVALID
+						 : CAPTURE_BADFREE_FOREIGN;
+	struct pool_block blk = { 0 };
+	uint32_t alloc_stack = 0, first_free = 0;
+	if (r != POOL_FREE_FOREIGN && pool_lookup_any(p, &blk)) {
+		alloc_stack = blk.stack_id;
+		if (r == POOL_FREE_DOUBLE)
+			first_free = blk.free_stack_id;
+	}
+	uint8_t *o = tbuf_reserve(b, RECORD_BADFREE_MAX);
+	tbuf_commit(b, record_badfree_put(o, seq, kind, (uintptr_t)p, sid, alloc_stack,
+					  first_free));
+}
+
+static void record_free(void *p)
+{
+	uint64_t ips[STACK_DEPTH_MAX];
+	size_t n = capture_ips(ips);
+	struct tbuf *b = tracer_buf_begin();
+	if (!b) {
+		atomic_fetch_add(&tracer.lost, 1);
+		pool_free(p);
+		return;
+	}
+	uint32_t sid = intern(b, ips, n);
+	struct pool_block blk;
+	block_of(p, &blk);
+	uint64_t seq = atomic_fetch_add(&tracer.seq, 1);
+	pool_block_set_freer(p, sid);
+	enum pool_free_result r = pool_free(p);
+	if (r == POOL_FREE_OK) {
+		uint8_t *o = tbuf_reserve(b, RECORD_FREE_MAX);
+		tbuf_commit(b, record_free_put(o, &b->deltas, seq, (uintptr_t)p));
+		count(b, -(int64_t)blk.size, blk.large);
+	} else if (r != POOL_FREE_NULL) {
+		record_badfree(b, seq, r, p, sid);
+	}
+	tracer_buf_end(b);
+}
+
+/* realloc(old, size) with old != NULL and size > 0: ALLOC of the new block
+ * then FREE of the old one, both with the same stack. */
+static void *record_realloc(void *old, size_t size)
+{
+	uint64_t ips[STACK_DEPTH_MAX];
+	size_t n = capture_ips(ips);
+	enum pool_free_result bad = POOL_FREE_OK;
+	struct tbuf *b = tracer_buf_begin();
+	if (!b) {
+		atomic_fetch_add(&tracer.lost, 2);
+		return pool_realloc_checked(old, size, &bad);
+	}
+	uint32_t sid = intern(b, ips, n);
+	struct pool_block blk;
+	block_of(old, &blk);
+	pool_block_set_freer(old, sid);
+	void *p = pool_realloc_checked(old, size, &bad);
+	int e = errno;
+	uint64_t seq = 0;
+	if (p) {
+		seq = atomic_fetch_add(&tracer.seq, 2);
+		uint8_t *o = tbuf_reserve(b, RECORD_ALLOC_MAX + RECORD_FREE_MAX);
+		size_t k = record_alloc_put(o, &b->deltas, seq, (uintptr_t)p, size, sid);
+		k += record_free_put(o + k, &b->deltas, seq + 1, (uintptr_t)old);
+		tbuf_commit(b, k);
+		count(b, (int64_t)size, size > POOL_SMALL_MAX);
+		count(b, -(int64_t)blk.size, blk.large);
+	} else if (bad == POOL_FREE_DOUBLE || bad == POOL_FREE_INVALID ||
+		   bad == POOL_FREE_FOREIGN) {
+		record_badfree(b, atomic_fetch_add(&tracer.seq, 1), bad, old, sid);
+	}
+	tracer_buf_end(b);
+	if (p)
+		pool_block_set_owner(p, sid, seq);
+	errno = e;
+	return p;
+}
+
+/* ---- hooks --------------------------------------------------------------- */
+
+enum alloc_kind { A_MALLOC, A_CALLOC, A_MEMALIGN, A_ALIGNED, A_VALLOC, A_PVALLOC };
+
+static void *pool_call(enum alloc_kind kind, size_t a, size_t b)
+{
+	switch (kind) {
+	case A_MALLOC:
+		return pool_malloc(a);
+	case A_CALLOC:
+		return pool_calloc(a, b);
+	case A_MEMALIGN:
+		return pool_memalign(a, b);
+	case A_ALIGNED:
+		return pool_aligned_alloc(a, b);
+	case A_VALLOC:
+		return pool_valloc(a);
+	case A_PVALLOC:
+		return pool_pvalloc(a);
+	}
+	return NULL;
+}
+
+static void hook_enter(struct tracer_tls *t)
+{
+	scan_signal_poll();
+	t->guard = 1;
+	if (unlikely(atomic_load_explicit(&tracer.init, memory_order_acquire) != INIT_DONE))
+		tracer_init();
+	scan_alloc_enter();
+}
+
+static void hook_leave(struct tracer_tls *t)
+{
+	scan_alloc_leave();
+	t->guard = 0;
+}
+
+static bool recording(void)
+{
+	return atomic_load_explicit(&tracer.recording, memory_order_relaxed) != 0;
+}
+
+/* A thread that allocates while nothing is recorded still needs the TLS
+ * destructor, which hands its pools back to the allocator. */
+static void plain_thread(struct tracer_tls *t)
+{
+	if (t->phase == TLS_NEW && tracer.key_ok) {
+		t->phase = TLS_PLAIN;
+		pthread_setspecific(tracer.key, &tracer);
+	}
+}
+
+static void *traced_alloc(enum alloc_kind kind, size_t a, size_t b, size_t req)
+{
+	struct tracer_tls *t = &tracer_tls;
+	if (t->guard) {
+		scan_alloc_enter();
+		void *p = own_block(pool_call(kind, a, b));
+		scan_alloc_leave();
+		return p;
+	}
+	hook_enter(t);
+	void *p = pool_call(kind, a, b);
+	if (p && recording()) {
+		int e = errno;
+		bool large = req > POOL_SMALL_MAX || kind == A_VALLOC || kind == A_PVALLOC ||
+			     ((kind == A_MEMALIGN || kind == A_ALIGNED) && a > POOL_ALIGNMENT);
+		record_alloc(p, req, large);
+		errno = e;
+	} else if (unlikely(t->phase == TLS_NEW)) {
+		plain_thread(t);
+	}
+	hook_leave(t);
+	return p;
+}
+
+EXPORT void *malloc(size_t size)
+{
+	return traced_alloc(A_MALLOC, size, 0, size);
+}
+
+EXPORT void *calloc(size_t nmemb, size_t size)
+{
+	size_t total;
+	if (__builtin_mul_overflow(nmemb, size, &total))
+		total = 0; /* the pool fails the call */
+	return traced_alloc(A_CALLOC, nmemb, size, total);
+}
+
+EXPORT void *memalign(size_t alignment, size_t size)
+{
+	return traced_alloc(A_MEMALIGN, alignment, size, size);
+}
+
+EXPORT void *aligned_alloc(size_t alignment, size_t size)
+{
+	return traced_alloc(A_ALIGNED, alignment, size, size);
+}
+
+EXPORT void *valloc(size_t size)
+{
+	return traced_alloc(A_VALLOC, size, 0, size);
+}
+
+EXPORT void *pvalloc(size_t size)
+{
+	size_t page = (size_t)sysconf(_SC_PAGESIZE);
+	size_t req = size == 0 ? page : (size + page - 1) & ~(page - 1);
+	return traced_alloc(A_PVALLOC, size, 0, req);
+}
+
+EXPORT int posix_memalign(void **out, size_t alignment, size_t size)
+{
+	struct tracer_tls *t = &tracer_tls;
+	if (t->guard) {
+		scan_alloc_enter();
+		int r = pool_posix_memalign(out, alignment, size);
+		if (r == 0)
+			own_block(*out);
+		scan_alloc_leave();
+		return r;
+	}
+	hook_enter(t);
+	int r = pool_posix_memalign(out, alignment, size);
+	if (r == 0 && recording()) {
+		int e = errno;
+		record_alloc(*out, size, size > POOL_SMALL_MAX || alignment > POOL_ALIGNMENT);
+		errno = e;
+	}
+	hook_leave(t);
+	return r;
+}
+
+EXPORT void free(void *p)
+{
+	if (!p)
+		return;
+	struct tracer_tls *t = &tracer_tls;
+	if (t->guard) {
+		scan_alloc_enter();
+		own_take(p);
+		pool_free(p);
+		scan_alloc_leave();
+		return;
+	}
+	int e = errno;
+	hook_enter(t);
+	if (own_take(p) || !recording())
+		pool_free(p);
+	else
+		record_free(p);
+	hook_leave(t);
+	errno = e;
+}
+
+void cfree(void *p);
+EXPORT void cfree(void *p)
+{
+	free(p);
+}
+
+EXPORT void *realloc(void *old, size_t size)
+{
+	struct tracer_tls *t = &tracer_tls;
+	if (t->guard) {
+		scan_alloc_enter();
+		if (old)
+			own_take(old);
+		void *p = pool_realloc(old, size);
+		if (p)
+			own_block(p);
+		else if (old && size > 0)
+			own_add(old); /* failed: the old block lives on */
+		scan_alloc_leave();
+		return p;
+	}
+	if (!old)
+		return malloc(size);
+	if (size == 0) {
+		free(old); /* glibc: realloc(p, 0) frees p and returns NULL */
+		return NULL;
+	}
+	hook_enter(t);
+	void *p;
+	if (own_take(old)) {
+		/* a block memprof's own code allocated: the new one is the
+		 * program's, the old one was never recorded */
+		p = pool_realloc(old, size);
+		if (!p)
+			own_add(old);
+		else if (recording()) {
+			int e = errno;
+			record_alloc(p, size, size > POOL_SMALL_MAX);
+			errno = e;
+		}
+	} else if (!recording()) {
+		p = pool_realloc(old, size);
+	} else {
+		p = record_realloc(old, size);
+	}
+	hook_leave(t);
+	return p;
+}
+
+EXPORT void *reallocarray(void *old, size_t nmemb, size_t size)
+{
+	size_t total;
+	if (__builtin_mul_overflow(nmemb, size, &total)) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	return realloc(old, total);
+}
+
+EXPORT size_t malloc_usable_size(void *p)
+{
+	scan_alloc_enter();
+	size_t n = pool_usable_size(p);
+	scan_alloc_leave();
+	return n;
+}
+
+/* ---- dlopen, dlclose ----------------------------------------------------- */
+
+EXPORT void *dlopen(const char *file, int mode)
+{
+	struct tracer_tls *t = &tracer_tls;
+	if (unlikely(!tracer_real_dlopen)) {
+		int guard = t->guard;
+		t->guard = 1;
+		tracer_real_dlopen = (void *(*)(const char *, int))dlsym(RTLD_NEXT, "dlopen");
+		t->guard = guard;
+		if (!tracer_real_dlopen)
+			return NULL;
+	}
+	void *h = tracer_real_dlopen(file, mode);
+	if (h && !t->guard && recording()) {
+		int e = errno;
+		t->guard = 1;
+		modules_rescan();
+		t->guard = 0;
+		errno = e;
+	}
+	return h;
+}
+
+EXPORT int dlclose(void *handle)
+{
+	struct tracer_tls *t = &tracer_tls;
+	if (unlikely(!tracer_real_dlclose)) {
+		int guard = t->guard;
+		t->guard = 1;
+		tracer_real_dlclose = (int (*)(void *))dlsym(RTLD_NEXT, "dlclose");
+		t->guard = guard;
+		if (!tracer_real_dlclose)
+			return -1;
+	}
+	int r = tracer_real_dlclose(handle);
+	if (r == 0 && !t->guard && recording()) {
+		int e = errno;
+		t->guard = 1;
+		modules_rescan();
+		t->guard = 0;
+		errno = e;
+	}
+	return r;
+}
+
+/* ---- _exit ----------------------------------------------------------------- */
+
+static _Noreturn void exit_now(int status)
+{
+	tracer_finish(CAPTURE_END_UNDERSCORE_EXIT, status, 0);
+	for (;;) {
+		syscall(SYS_exit_group, status);
+		syscall(SYS_exit, status);
+	}
+}
+
+EXPORT void _exit(int status)
+{
+	exit_now(status);
+}
+
+EXPORT void _Exit(int status)
+{
+	exit_now(status);
+}
+
+/* ---- the exec family --------------------------------------------------------
+ * glibc's exec functions call execve internally, not through the PLT, so
+ * each is interposed.  The variadic ones are rebuilt on top of execve and
+ * execvpe as glibc itself does. */
+
+extern char **environ;
+
+static void *next_fn(const char *name)
+{
+	struct tracer_tls *t = &tracer_tls;
+	int guard = t->guard;
+	t->guard = 1;
+	void *f = dlsym(RTLD_NEXT, name);
+	t->guard = guard;
+	return f;
+}
+
+static void before_exec(void)
+{
+	tracer_finish(CAPTURE_END_EXEC, 0, 0);
+}
+
+EXPORT int execve(const char *path, char *const argv[], char *const envp[])
+{
+	static int (*real)(const char *, char *const[], char *const[]);
+	if (!real)
+		real = (int (*)(const char *, char *const[], char *const[]))next_fn("execve");
+	before_exec();
+	return real(path, argv, envp);
+}
+
+EXPORT int execvpe(const char *file, char *const argv[], char *const envp[])
+{
+	static int (*real)(const char *, char *const[], char *const[]);
+	if (!real)
+		real = (int (*)(const char *, char *const[], char *const[]))next_fn("execvpe");
+	before_exec();
+	return real(file, argv, envp);
+}
+
+EXPORT int fexecve(int fd, char *const argv[], char *const envp[])
+{
+	static int (*real)(int, char *const[], char *const[]);
+	if (!real)
+		real = (int (*)(int, char *const[], char *const[]))next_fn("fexecve");
+	before_exec();
+	return real(fd, argv, envp);
+}
+
+int execveat(int dirfd, const char *path, char *const argv[], char *const envp[], int flags);
+EXPORT int execveat(int dirfd, const char *path, char *const argv[], char *const envp[],
+		    int flags)
+{
+	static int (*real)(int, const char *, char *const[], char *const[], int);
+	if (!real)
+		real = (int (*)(int, const char *, char *const[], char *const[], int))next_fn(
+			"execveat");
+	if (!real) {
+		errno = ENOSYS;
+		return -1;
+	}
+	before_exec();
+	return real(dirfd, path, argv, envp, flags);
+}
+
+EXPORT int execv(const char *path, char *const argv[])
+{
+	return execve(path, argv, environ);
+}
+
+EXPORT int execvp(const char *file, char *const argv[])
+{
+	return execvpe(file, argv, environ);
+}
+
+/* The arguments of execl-style calls, after arg0, up to the NULL. */
+static size_t count_args(va_list ap)
+{
+	size_t n = 1;
+	while (va_arg(ap, const char *))
+		n++;
+	return n;
+}
+
+#define BUILD_ARGV(argv, arg0, last, want_env)                                    \
+	do {                                                               \
+		va_list ap;                                                \
+		va_start(ap, last);                                        \
+		size_t n_ = count_args(ap);                                \
+		va_end(ap);                                                \
+		argv = alloca((n_ + 1) * sizeof(char *));                  \
+		argv[0] = (char *)(arg0);                                  \
+		va_start(ap, last);                                        \
+		for (size_t i_ = 1; i_ <= n_; i_++)                        \
+			argv[i_] = va_arg(ap, char *); /* ends with NULL */ \
+		if (want_env)                                              \
+			envp_ = va_arg(ap, char *const *);                 \
+		va_end(ap);                                                \
+	} while (0)
+
+EXPORT int execl(const char *path, const char *arg, ...)
+{
+	char **argv;
+	char *const *envp_ = NULL;
+	BUILD_ARGV(argv, arg, arg, false);
+	(void)envp_;
+	return execve(path, argv, environ);
+}
+
+EXPORT int execlp(const char *file, const char *arg, ...)
+{
+	char **argv;
+	char *const *envp_ = NULL;
+	BUILD_ARGV(argv, arg, arg, false);
+	(void)envp_;
+	return execvpe(file, argv, environ);
+}
+
+EXPORT int execle(const char *path, const char *arg, ...)
+{
+	char **argv;
+	char *const *envp_ = NULL;
+	BUILD_ARGV(argv, arg, arg, true);
+	return execve(path, argv, envp_);
+}

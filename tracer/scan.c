@@ -1,0 +1,1389 @@
+/*
+ * scan.c: the conservative reachability scan (main entry point: scan_run).
+ *
+ * The picture, in the order scan_run() goes:
+ *
+ *   1. stop the world   every other thread gets the stop signal (tgkill);
+ *                       its handler saves the interrupted registers and
+ *                       stack pointer in the thread's slot, counts itself
+ *                       in (atomic counter + futex) and sleeps on a futex
+ *                       until the scan is done.  /proc/self/task is listed
+ *                       again until no new thread shows up.
+ *   2. block table      pool_foreach_live() gives the live blocks; their
+ *                       starts, sorted by address, get dense numbers 0..n-1
+ *                       (memcheck walks its chunks in address order, which
+ *                       decides the leader of a leaked cycle); a hash maps
+ *                       a block start to its number.
+ *   3. roots            every rw mapping of /proc/self/maps, minus the
+ *                       allocator's, the tracer's and the scan's memory,
+ *                       minus live blocks, glibc's free malloc memory
+ *                       ([heap], thread arenas) and devices; a thread's
+ *                       stack from its stack pointer minus the 128-byte
+ *                       red zone up (memcheck's view: below that is
+ *                       unaddressable); then every thread's registers.
+ *   4. marking          memcheck's levels Unreached < Possible < Reachable:
+ *                       a start pointer (or a heuristic match) from a
+ *                       definite place makes a block Reachable, anything
+ *                       else Possible; a block whose level rose is scanned
+ *                       again (mark stack, one entry per block at most).
+ *   5. cliques          for each still Unreached block, in address order,
+ *                       every Unreached block reachable from it (start or
+ *                       interior pointer) joins its clique as Indirect and
+ *                       its size, plus what it had gathered as a leader,
+ *                       goes to the leader, which stays definitely lost.
+ *   6. report           every block through sink->block, the pointers
+ *                       between lost blocks through sink->edge; resume.
+ *
+ * Invariant of the marking: a block is on the mark stack at most once
+ * (ST_PENDING), so the stack never holds more than n entries; a block's
+ * level only rises.  Nothing here calls malloc or stdio; all memory comes
+ * from mmap and is excluded from the roots.
+ */
+#define _GNU_SOURCE
+
+#include "scan.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <setjmp.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <ucontext.h>
+#include <unistd.h>
+
+#include "pool.h"
+
+#define WORD sizeof(uintptr_t)
+#define PAGE 4096u
+#define RED_ZONE 128u            /* the x86-64 and aarch64 ABIs' red zone */
+#define HEAP_MAX (64u << 20)     /* glibc's thread-arena heap alignment */
+#define MAX_SLOTS (1u << 16)
+
+/* ---- small system helpers ------------------------------------------------ */
+
+static long futex(atomic_int *word, int op, int val, const struct timespec *ts)
+{
+	return syscall(SYS_futex, word, op, val, ts, NULL, 0);
+}
+
+static void futex_wait(atomic_int *word, int val, unsigned ms)
+{
+	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+	futex(word, FUTEX_WAIT_PRIVATE, val, ms ? &ts : NULL);
+}
+
+static void futex_wake(atomic_int *word)
+{
+	futex(word, FUTEX_WAKE_PRIVATE, INT_MAX, NULL);
+}
+
+static pid_t self_tid(void)
+{
+	return (pid_t)syscall(SYS_gettid);
+}
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static size_t page_round(size_t n)
+{
+	return (n + PAGE - 1) & ~(size_t)(PAGE - 1);
+}
+
+static uintptr_t parse_hex(const char **p)
+{
+	uintptr_t v = 0;
+	for (;; (*p)++) {
+		char c = **p;
+		if (c >= '0' && c <= '9')
+			v = v * 16 + (uintptr_t)(c - '0');
+		else if (c >= 'a' && c <= 'f')
+			v = v * 16 + (uintptr_t)(c - 'a' + 10);
+		else
+			return v;
+	}
+}
+
+/* The scan's own mappings, excluded from the roots. */
+#define MAX_OWN 8
+static struct { uintptr_t lo, hi; } own_maps[MAX_OWN];
+
+static void *own_map(size_t size)
+{
+	size = page_round(size ? size : 1);
+	void *p = mmap(NULL, size, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (p == MAP_FAILED)
+		return NULL;
+	for (int i = 0; i < MAX_OWN; i++) {
+		if (own_maps[i].lo == 0) {
+			own_maps[i].lo = (uintptr_t)p;
+			own_maps[i].hi = (uintptr_t)p + size;
+			return p;
+		}
+	}
+	munmap(p, size);
+	return NULL;
+}
+
+static void own_unmap(void *p)
+{
+	for (int i = 0; p && i < MAX_OWN; i++) {
+		if (own_maps[i].lo == (uintptr_t)p) {
+			munmap(p, own_maps[i].hi - own_maps[i].lo);
+			own_maps[i].lo = own_maps[i].hi = 0;
+			return;
+		}
+	}
+}
+
+/* ---- registers of a ucontext ---------------------------------------------- */
+
+#if defined(__x86_64__)
+#define NREGS 16
+static uintptr_t uc_regs(const ucontext_t *uc, uintptr_t *regs)
+{
+	/* gregs[0..15]: r8..r15, rdi, rsi, rbp, rbx, rdx, rax, rcx, rsp */
+	for (int i = 0; i < NREGS; i++)
+		regs[i] = (uintptr_t)uc->uc_mcontext.gregs[i];
+	return (uintptr_t)uc->uc_mcontext.gregs[REG_RSP];
+}
+#elif defined(__aarch64__)
+#define NREGS 32
+static uintptr_t uc_regs(const ucontext_t *uc, uintptr_t *regs)
+{
+	for (int i = 0; i < 31; i++)
+		regs[i] = (uintptr_t)uc->uc_mcontext.regs[i];
+	regs[31] = (uintptr_t)uc->uc_mcontext.sp;
+	return (uintptr_t)uc->uc_mcontext.sp;
+}
+#else
+#error "scan.c: teach uc_regs() the general registers of this architecture"
+#endif
+
+/* The calling thread's registers that can hold its caller's live values at
+ * the call of scan_run(): the callee-saved ones (the others are dead there
+ * by the ABI, and may hold stale block addresses). */
+static void keep_callee_saved(uintptr_t *regs)
+{
+#if defined(__x86_64__)
+	static const int keep[] = {REG_RBX, REG_RBP, REG_R12, REG_R13, REG_R14, REG_R15,
+				   REG_RSP};
+#else
+	static const int keep[] = {19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 31};
+#endif
+	uintptr_t saved[NREGS] = {0};
+	for (size_t k = 0; k < sizeof(keep) / sizeof(keep[0]); k++)
+		saved[keep[k]] = regs[keep[k]];
+	memcpy(regs, saved, sizeof(saved));
+}
+
+/* ---- stopping the world ----------------------------------------------------- */
+
+enum slot_state { SLOT_SENT = 1, SLOT_ARRIVED, SLOT_GONE, SLOT_UNRESPONSIVE };
+
+struct thread_slot {
+	atomic_int state;
+	pid_t tid;
+	uintptr_t sp;
+	uintptr_t regs[NREGS];
+};
+
+static struct {
+	atomic_int active;     /* a scan is stopping threads */
+	atomic_int hold;       /* futex: stopped threads sleep while 1 */
+	atomic_int arrived;    /* futex: threads that saved their state */
+	atomic_int inside;     /* futex: handlers running */
+	atomic_int lock;       /* futex: one scan at a time */
+	struct thread_slot *slots;
+	atomic_int *tid_table; /* open addressing: tid -> slot index + 1 */
+	unsigned nslots;
+	int signo;
+	bool installed;
+	struct sigaction old;
+} g_stop;
+
+__thread unsigned scan_tls_alloc_depth __attribute__((tls_model("initial-exec")));
+__thread volatile sig_atomic_t scan_tls_stop_pending
+	__attribute__((tls_model("initial-exec")));
+
+static unsigned tid_hash(pid_t tid)
+{
+	return ((uint32_t)tid * 2654435761u) & (2 * MAX_SLOTS - 1);
+}
+
+static struct thread_slot *slot_find(pid_t tid)
+{
+	for (unsigned h = tid_hash(tid);; h = (h + 1) & (2 * MAX_SLOTS - 1)) {
+		int v = atomic_load(&g_stop.tid_table[h]);
+		if (v == 0)
+			return NULL;
+		if (g_stop.slots[v - 1].tid == tid)
+			return &g_stop.slots[v - 1];
+	}
+}
+
+static struct thread_slot *slot_add(pid_t tid)
+{
+	if (g_stop.nslots >= MAX_SLOTS)
+		return NULL;
+	struct thread_slot *s = &g_stop.slots[g_stop.nslots];
+	s->tid = tid;
+	atomic_store(&s->state, SLOT_SENT);
+	unsigned h = tid_hash(tid);
+	while (atomic_load(&g_stop.tid_table[h]) != 0)
+		h = (h + 1) & (2 * MAX_SLOTS - 1);
+	atomic_store(&g_stop.tid_table[h], (int)++g_stop.nslots);
+	return s;
+}
+
+/* Saves the thread's state in its slot and sleeps until the scan is done.
+ * Async-signal-safe: atomics, futexes, gettid. */
+static void park(const uintptr_t *regs, uintptr_t sp)
+{
+	atomic_fetch_add(&g_stop.inside, 1);
+	if (atomic_load(&g_stop.active)) {
+		struct thread_slot *s = slot_find(self_tid());
+		int sent = SLOT_SENT;
+		if (s) {
+			memcpy(s->regs, regs, sizeof(s->regs));
+			s->sp = sp;
+		}
+		if (s && atomic_compare_exchange_strong(&s->state, &sent, SLOT_ARRIVED)) {
+			atomic_fetch_add(&g_stop.arrived, 1);
+			futex_wake(&g_stop.arrived);
+			while (atomic_load(&g_stop.hold))
+				futex_wait(&g_stop.hold, 1, 0);
+		}
+	}
+	if (atomic_fetch_sub(&g_stop.inside, 1) == 1)
+		futex_wake(&g_stop.inside);
+}
+
+static void stop_handler(int sig, siginfo_t *si, void *ucv)
+{
+	int saved_errno = errno;
+	if (scan_tls_alloc_depth > 0) {
+		/* inside the allocator: stop in scan_alloc_leave() instead */
+		scan_tls_stop_pending = 1;
+	} else {
+		uintptr_t regs[NREGS];
+		uintptr_t sp = uc_regs(ucv, regs);
+		park(regs, sp);
+	}
+	errno = saved_errno;
+}
+
+void scan_thread_stop_deferred(void)
+{
+	ucontext_t uc;
+	uintptr_t regs[NREGS];
+	scan_tls_stop_pending = 0;
+	getcontext(&uc);
+	uc_regs(&uc, regs);
+	park(regs, (uintptr_t)__builtin_frame_address(0));
+}
+
+/* Reads /proc/self/task and sends the stop signal to every thread not seen
+ * yet.  Returns how many were new. */
+static unsigned signal_new_threads(pid_t self)
+{
+	char buf[4096];
+	unsigned fresh = 0;
+	int fd = open("/proc/self/task", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	for (;;) {
+		long n = syscall(SYS_getdents64, fd, buf, sizeof(buf));
+		if (n <= 0)
+			break;
+		for (long off = 0; off < n;) {
+			unsigned short reclen;
+			memcpy(&reclen, buf + off + 16, sizeof(reclen));
+			const char *name = buf + off + 19;
+			off += reclen;
+			pid_t tid = 0;
+			for (; *name >= '0' && *name <= '9'; name++)
+				tid = tid * 10 + (*name - '0');
+			if (tid <= 0 || *name || tid == self || slot_find(tid))
+				continue;
+			struct thread_slot *s = slot_add(tid);
+			if (!s)
+				continue;
+			fresh++;
+			if (syscall(SYS_tgkill, getpid(), tid, g_stop.signo) != 0)
+				atomic_store(&s->state, SLOT_GONE);
+		}
+	}
+	close(fd);
+	return fresh;
+}
+
+enum thread_check { THREAD_RUNS, THREAD_GONE, THREAD_BLOCKS };
+
+/* Whether tid is gone or a zombie (a thread group leader that called
+ * pthread_exit stays listed and never answers), or blocks the signal. */
+static enum thread_check thread_check(pid_t tid, int signo)
+{
+	if (syscall(SYS_tgkill, getpid(), tid, 0) != 0 && errno == ESRCH)
+		return THREAD_GONE;
+	char path[64] = "/proc/self/task/", buf[2048], digits[16];
+	size_t len = strlen(path);
+	int nd = 0;
+	for (pid_t t = tid; t > 0; t /= 10)
+		digits[nd++] = (char)('0' + t % 10);
+	while (nd > 0)
+		path[len++] = digits[--nd];
+	memcpy(path + len, "/status", 8);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return THREAD_GONE;
+	long n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return THREAD_GONE;
+	buf[n] = 0;
+	const char *st = strstr(buf, "\nState:\t");
+	if (st && (st[8] == 'Z' || st[8] == 'X'))
+		return THREAD_GONE;
+	const char *blk = strstr(buf, "\nSigBlk:\t");
+	if (blk) {
+		blk += 9;
+		uint64_t mask = (uint64_t)parse_hex(&blk);
+		if (mask & (1ull << (signo - 1)))
+			return THREAD_BLOCKS;
+	}
+	return THREAD_RUNS;
+}
+
+/* Waits until every signalled thread arrived or is gone, or until the
+ * deadline.  A thread that blocks the signal gets a short grace (it may be
+ * in a brief critical section, or in pthread_create's window), not the
+ * whole timeout: library helper threads often block every signal. */
+static void wait_arrivals(uint64_t deadline)
+{
+	uint64_t grace = now_ns() + 50000000u;
+	for (;;) {
+		int seen = atomic_load(&g_stop.arrived);
+		unsigned missing = 0;
+		for (unsigned i = 0; i < g_stop.nslots; i++)
+			if (atomic_load(&g_stop.slots[i].state) == SLOT_SENT)
+				missing++;
+		if (missing == 0)
+			return;
+		uint64_t now = now_ns();
+		if (now >= deadline)
+			return;
+		futex_wait(&g_stop.arrived, seen, 10);
+		if (atomic_load(&g_stop.arrived) != seen)
+			continue;
+		for (unsigned i = 0; i < g_stop.nslots; i++) {
+			struct thread_slot *s = &g_stop.slots[i];
+			if (atomic_load(&s->state) != SLOT_SENT)
+				continue;
+			enum thread_check tc = thread_check(s->tid, g_stop.signo);
+			int sent = SLOT_SENT;
+			if (tc == THREAD_GONE)
+				atomic_compare_exchange_strong(&s->state, &sent, SLOT_GONE);
+			else if (tc == THREAD_BLOCKS && now_ns() >= grace)
+				atomic_compare_exchange_strong(&s->state, &sent,
+							       SLOT_UNRESPONSIVE);
+		}
+	}
+}
+
+static int stop_world(int signo, unsigned timeout_ms, struct scan_summary *sum)
+{
+	size_t table = sizeof(struct thread_slot) * MAX_SLOTS;
+	char *mem = own_map(table + sizeof(atomic_int) * 2 * MAX_SLOTS);
+	if (!mem)
+		return -ENOMEM;
+	g_stop.slots = (struct thread_slot *)mem;
+	g_stop.tid_table = (atomic_int *)(mem + table);
+	g_stop.nslots = 0;
+	atomic_store(&g_stop.hold, 1);
+	atomic_store(&g_stop.arrived, 0);
+
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_sigaction = stop_handler;
+	sa.sa_flags = SA_SIGINFO | SA_RESTART;
+	sigfillset(&sa.sa_mask);
+	if (g_stop.installed && g_stop.signo != signo) {
+		sigaction(g_stop.signo, &g_stop.old, NULL);
+		g_stop.installed = false;
+	}
+	g_stop.signo = signo;
+	if (sigaction(signo, &sa, g_stop.installed ? NULL : &g_stop.old) != 0) {
+		own_unmap(mem);
+		return -EINVAL;
+	}
+	g_stop.installed = true;
+	atomic_store(&g_stop.active, 1);
+
+	pid_t self = self_tid();
+	while (signal_new_threads(self) > 0)
+		wait_arrivals(now_ns() + (uint64_t)timeout_ms * 1000000u);
+	for (unsigned i = 0; i < g_stop.nslots; i++) {
+		struct thread_slot *s = &g_stop.slots[i];
+		int sent = SLOT_SENT;
+		atomic_compare_exchange_strong(&s->state, &sent, SLOT_UNRESPONSIVE);
+		int st = atomic_load(&s->state);
+		if (st == SLOT_ARRIVED)
+			sum->threads_stopped++;
+		else if (st == SLOT_UNRESPONSIVE)
+			sum->threads_unresponsive++;
+	}
+	return 0;
+}
+
+static void resume_world(const struct scan_summary *sum)
+{
+	atomic_store(&g_stop.hold, 0);
+	futex_wake(&g_stop.hold);
+	atomic_store(&g_stop.active, 0);
+	for (int v; (v = atomic_load(&g_stop.inside)) != 0;)
+		futex_wait(&g_stop.inside, v, 0);
+	/* A thread that did not answer still has the signal pending: keep the
+	 * (now inert) handler, or the default action would kill the process. */
+	if (sum->threads_unresponsive == 0) {
+		sigaction(g_stop.signo, &g_stop.old, NULL);
+		g_stop.installed = false;
+	}
+	own_unmap(g_stop.slots);
+	g_stop.slots = NULL;
+	g_stop.tid_table = NULL;
+}
+
+/* ---- catching faults while reading memory ------------------------------------ */
+
+static struct {
+	sigjmp_buf *jb;          /* where to go on a fault, NULL: not armed */
+	pid_t tid;
+	uintptr_t addr;
+	struct sigaction old_segv, old_bus;
+} g_fault;
+
+static void fault_handler(int sig, siginfo_t *si, void *uc)
+{
+	if (g_fault.jb && self_tid() == g_fault.tid) {
+		g_fault.addr = (uintptr_t)si->si_addr;
+		siglongjmp(*g_fault.jb, 1);
+	}
+	/* not ours: give the program its own action back and fault again */
+	sigaction(SIGSEGV, &g_fault.old_segv, NULL);
+	sigaction(SIGBUS, &g_fault.old_bus, NULL);
+}
+
+static void fault_catch_install(void)
+{
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_sigaction = fault_handler;
+	sa.sa_flags = SA_SIGINFO | SA_NODEFER;
+	sigemptyset(&sa.sa_mask);
+	g_fault.tid = self_tid();
+	g_fault.jb = NULL;
+	sigaction(SIGSEGV, &sa, &g_fault.old_segv);
+	sigaction(SIGBUS, &sa, &g_fault.old_bus);
+}
+
+static void fault_catch_remove(void)
+{
+	g_fault.jb = NULL;
+	sigaction(SIGSEGV, &g_fault.old_segv, NULL);
+	sigaction(SIGBUS, &g_fault.old_bus, NULL);
+}
+
+/* ---- the memory map ----------------------------------------------------------- */
+
+enum map_kind { MAP_ANON_KIND, MAP_FILE_KIND, MAP_SKIP_KIND };
+
+struct map_entry {
+	uintptr_t lo, hi;
+	uintptr_t scan_from; /* lowest stack pointer minus red zone inside */
+	bool r, w, x;
+	uint8_t kind;
+};
+
+struct maps {
+	char *text;
+	struct map_entry *e;
+	size_t n;
+};
+
+static bool starts_with(const char *s, const char *prefix)
+{
+	return strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+static int maps_read(struct maps *m)
+{
+	size_t cap = 1u << 20, len = 0;
+	int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	for (;;) {
+		m->text = own_map(cap);
+		if (!m->text) {
+			close(fd);
+			return -ENOMEM;
+		}
+		lseek(fd, 0, SEEK_SET);
+		len = 0;
+		long n;
+		while (len < cap - 1 && (n = read(fd, m->text + len, cap - 1 - len)) > 0)
+			len += (size_t)n;
+		if (len < cap - 1)
+			break;
+		own_unmap(m->text);
+		cap *= 4;
+	}
+	close(fd);
+	m->text[len] = 0;
+	size_t lines = 0;
+	for (size_t i = 0; i < len; i++)
+		lines += m->text[i] == '\n';
+	m->e = own_map((lines + 1) * sizeof(*m->e));
+	if (!m->e)
+		return -ENOMEM;
+	m->n = 0;
+	for (const char *p = m->text; *p;) {
+		struct map_entry *e = &m->e[m->n];
+		e->lo = parse_hex(&p);
+		p++;
+		e->hi = parse_hex(&p);
+		e->scan_from = e->lo;
+		p++;
+		e->r = p[0] == 'r';
+		e->w = p[1] == 'w';
+		e->x = p[2] == 'x';
+		/* perms offset dev inode, then the path after spaces */
+		for (int field = 0; field < 4 && *p && *p != '\n'; field++) {
+			while (*p && *p != ' ' && *p != '\n')
+				p++;
+			while (*p == ' ')
+				p++;
+		}
+		const char *path = p;
+		while (*p && *p != '\n')
+			p++;
+		if (*p)
+			p++;
+		if (path[0] == '/') {
+			bool device = starts_with(path, "/dev/") &&
+				      !starts_with(path, "/dev/zero") &&
+				      !starts_with(path, "/dev/shm/");
+			e->kind = device ? MAP_SKIP_KIND : MAP_FILE_KIND;
+		} else if (starts_with(path, "[heap]") || starts_with(path, "[vvar]") ||
+			   starts_with(path, "[vsyscall]") || starts_with(path, "[vdso]")) {
+			e->kind = MAP_SKIP_KIND;
+		} else {
+			e->kind = MAP_ANON_KIND;
+		}
+		m->n++;
+	}
+	return 0;
+}
+
+static struct map_entry *maps_find(const struct maps *m, uintptr_t a)
+{
+	size_t lo = 0, hi = m->n;
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		if (a < m->e[mid].lo)
+			hi = mid;
+		else if (a >= m->e[mid].hi)
+			lo = mid + 1;
+		else
+			return &m->e[mid];
+	}
+	return NULL;
+}
+
+/* A heap of one of glibc's thread arenas: 64 MiB aligned, starting with a
+ * heap_info {ar_ptr, prev, size, mprotect_size, pagesize}.  Outside live
+ * blocks it is free malloc memory, not a root. */
+static bool glibc_arena_heap(const struct map_entry *e)
+{
+	if (e->kind != MAP_ANON_KIND || e->lo % HEAP_MAX != 0 || e->hi - e->lo < PAGE)
+		return false;
+	const uintptr_t *h = (const uintptr_t *)e->lo;
+	return h[0] != 0 && h[0] % WORD == 0 && h[4] == PAGE && h[2] <= HEAP_MAX &&
+	       h[3] >= e->hi - e->lo && h[3] <= HEAP_MAX;
+}
+
+/* ---- the block table ------------------------------------------------------------ */
+
+enum { ST_UNREACHED = 0, ST_INDIRECT = 1, ST_POSSIBLE = 2, ST_REACHABLE = 3 };
+#define ST_LEVEL 3u
+#define ST_PENDING 4u
+#define ST_HEUR_SHIFT 3
+
+struct ctx {
+	const struct scan_options *opts;
+	const struct scan_sink *sink;
+	struct scan_summary *sum;
+	/* blocks, in address order */
+	size_t n;
+	uintptr_t *start;
+	uint32_t *hash;
+	unsigned hash_bits;
+	uint64_t *aux;     /* leader: indirect bytes; indirect: parent */
+	uint32_t *stack;
+	volatile size_t top;
+	uint8_t *state;
+	uintptr_t lo, span; /* [lo, lo + span) covers every block */
+	/* roots */
+	struct maps maps;
+	struct { uintptr_t lo, hi; } *excl;
+	size_t nexcl, capexcl;
+	uintptr_t self_sp;
+	uintptr_t self_regs[NREGS];
+};
+
+struct count_arg {
+	size_t n;
+	uintptr_t lo, hi;
+};
+
+static void count_block(const struct pool_block *b, void *arg)
+{
+	struct count_arg *c = arg;
+	uintptr_t s = (uintptr_t)b->start, e = s + (b->usable > b->size ? b->usable : b->size);
+	if (c->n == 0 || s < c->lo)
+		c->lo = s;
+	if (c->n == 0 || e + 1 > c->hi)
+		c->hi = e + 1;
+	c->n++;
+}
+
+struct fill_arg {
+	struct ctx *c;
+	size_t i;
+};
+
+static void fill_block(const struct pool_block *b, void *arg)
+{
+	struct fill_arg *f = arg;
+	if (f->i < f->c->n)
+		f->c->start[f->i++] = (uintptr_t)b->start;
+}
+
+static void radix_sort(uintptr_t *a, uintptr_t *tmp, size_t n, size_t *count)
+{
+	bool sorted = true;
+	for (size_t i = 1; i < n && sorted; i++)
+		sorted = a[i - 1] < a[i];
+	if (sorted)
+		return;
+	uintptr_t *src = a, *dst = tmp;
+	for (unsigned shift = 0; shift < 64; shift += 11) {
+		memset(count, 0, 2048 * sizeof(*count));
+		for (size_t i = 0; i < n; i++)
+			count[(src[i] >> shift) & 2047]++;
+		if (count[(src[0] >> shift) & 2047] == n)
+			continue;
+		size_t sum = 0;
+		for (size_t k = 0; k < 2048; k++) {
+			size_t t = count[k];
+			count[k] = sum;
+			sum += t;
+		}
+		for (size_t i = 0; i < n; i++)
+			dst[count[(src[i] >> shift) & 2047]++] = src[i];
+		uintptr_t *t = src;
+		src = dst;
+		dst = t;
+	}
+	if (src != a)
+		memcpy(a, src, n * sizeof(*a));
+}
+
+static unsigned hash_slot(const struct ctx *c, uintptr_t start)
+{
+	return (unsigned)(((start >> 4) * 0x9E3779B97F4A7C15ull) >> (64 - c->hash_bits));
+}
+
+/* Dense number of the block that starts at start, or -1. */
+static long block_index(const struct ctx *c, uintptr_t start)
+{
+	unsigned mask = (1u << c->hash_bits) - 1;
+	for (unsigned h = hash_slot(c, start);; h = (h + 1) & mask) {
+		uint32_t v = c->hash[h];
+		if (v == 0)
+			return -1;
+		if (c->start[v - 1] == start)
+			return (long)v - 1;
+	}
+}
+
+static int blocks_build(struct ctx *c)
+{
+	struct count_arg cnt = {0, 0, 0};
+	pool_foreach_live(count_block, &cnt);
+	c->n = cnt.n;
+	c->sum->live_blocks = cnt.n;
+	if (cnt.n == 0)
+		return 0;
+	c->lo = cnt.lo;
+	c->span = cnt.hi - cnt.lo;
+	c->hash_bits = 4;
+	while ((1ull << c->hash_bits) < 2 * (uint64_t)c->n)
+		c->hash_bits++;
+	size_t hsize = ((size_t)1 << c->hash_bits) * sizeof(uint32_t);
+	size_t n = c->n;
+	size_t total = n * 8 + hsize + n * 8 + n * 4 + n + 2048 * sizeof(size_t) + 64;
+	char *mem = own_map(total);
+	if (!mem)
+		return -ENOMEM;
+	c->start = (uintptr_t *)mem;
+	c->hash = (uint32_t *)(mem + n * 8);
+	c->aux = (uint64_t *)(mem + n * 8 + hsize);
+	size_t *counts = (size_t *)(mem + n * 16 + hsize);
+	c->stack = (uint32_t *)((char *)counts + 2048 * sizeof(size_t));
+	c->state = (uint8_t *)(c->stack + n);
+	struct fill_arg f = {c, 0};
+	pool_foreach_live(fill_block, &f);
+	c->n = f.i;
+	/* the hash table doubles as the sort's scratch (8n <= its size) */
+	radix_sort(c->start, (uintptr_t *)c->hash, c->n, counts);
+	memset(c->hash, 0, hsize);
+	unsigned mask = (1u << c->hash_bits) - 1;
+	for (size_t i = 0; i < c->n; i++) {
+		unsigned h = hash_slot(c, c->start[i]);
+		while (c->hash[h] != 0)
+			h = (h + 1) & mask;
+		c->hash[h] = (uint32_t)i + 1;
+	}
+	return 0;
+}
+
+/* The block that contains w as memcheck sees it (requested size; a
+ * zero-sized block contains its start only), with its number. */
+static bool find_block(const struct ctx *c, uintptr_t w, struct pool_block *b, long *idx)
+{
+	if (w - c->lo >= c->span || !pool_lookup((const void *)w, b))
+		return false;
+	uintptr_t s = (uintptr_t)b->start;
+	if (w - s >= b->size && !(b->size == 0 && w == s))
+		return false;
+	*idx = block_index(c, s);
+	return *idx >= 0;
+}
+
+static void push(struct ctx *c, size_t i)
+{
+	if (!(c->state[i] & ST_PENDING)) {
+		c->state[i] |= ST_PENDING;
+		c->stack[c->top] = (uint32_t)i;
+		c->top = c->top + 1;
+	}
+}
+
+static void set_level(struct ctx *c, size_t i, unsigned level)
+{
+	c->state[i] = (uint8_t)((c->state[i] & ~ST_LEVEL) | level);
+}
+
+/* ---- memcheck's heuristics ---------------------------------------------------------- */
+
+/* A vtable: in a readable file mapping, and among its first 21 words at
+ * least two non-null ones before any that is not a pointer into an
+ * executable file mapping. */
+__attribute__((noinline)) static bool is_vtable(struct ctx *c, uintptr_t p)
+{
+	const struct map_entry *m = maps_find(&c->maps, p);
+	if (!m || m->kind != MAP_FILE_KIND || !m->r)
+		return false;
+	uintptr_t last = p + 20 * WORD;
+	if (last > m->hi - 1 - WORD)
+		last = m->hi - 1 - WORD;
+	unsigned fns = 0;
+	for (uintptr_t a = p; a <= last; a += WORD) {
+		uintptr_t fn = *(const uintptr_t *)a;
+		if (fn == 0)
+			continue;
+		const struct map_entry *f = maps_find(&c->maps, fn);
+		if (!f || f->kind != MAP_FILE_KIND || !f->x)
+			return false;
+		if (++fns == 2)
+			return true;
+	}
+	return false;
+}
+
+static bool is_vtable_guarded(struct ctx *c, uintptr_t p)
+{
+	sigjmp_buf jb, *saved = g_fault.jb;
+	volatile bool ok = false;
+	if (sigsetjmp(jb, 0) == 0) {
+		g_fault.jb = &jb;
+		ok = is_vtable(c, p);
+	}
+	g_fault.jb = saved;
+	return ok;
+}
+
+static unsigned heuristic(struct ctx *c, uintptr_t w, uintptr_t s, size_t size)
+{
+	unsigned set = c->opts->heuristics;
+	const uintptr_t *d = (const uintptr_t *)s;
+	if ((set & SCAN_HEUR_BIT(SCAN_HEUR_STDSTRING)) && w == s + 3 * WORD &&
+	    3 * WORD + d[1] + 1 == size && d[0] <= d[1])
+		return SCAN_HEUR_STDSTRING;
+	if ((set & SCAN_HEUR_BIT(SCAN_HEUR_LENGTH64)) && w == s + 8 && d[0] > 0 &&
+	    size - 8 == d[0])
+		return SCAN_HEUR_LENGTH64;
+	if ((set & SCAN_HEUR_BIT(SCAN_HEUR_NEWARRAY)) && w == s + WORD && d[0] > 0 &&
+	    (size - WORD) % d[0] == 0)
+		return SCAN_HEUR_NEWARRAY;
+	if ((set & SCAN_HEUR_BIT(SCAN_HEUR_MULTIPLEINHERITANCE)) && w % WORD == 0 &&
+	    w + WORD <= s + size && size >= WORD) {
+		uintptr_t inner = *(const uintptr_t *)w, first = d[0];
+		if (inner % WORD == 0 && inner >= PAGE && first % WORD == 0 &&
+		    first >= PAGE && is_vtable_guarded(c, inner) &&
+		    is_vtable_guarded(c, first))
+			return SCAN_HEUR_MULTIPLEINHERITANCE;
+	}
+	return SCAN_HEUR_NONE;
+}
+
+/* ---- marking ------------------------------------------------------------------------- */
+
+/* w was found in a root (prior_definite) or in a Possible block (not). */
+static void reach(struct ctx *c, uintptr_t w, bool prior_definite)
+{
+	struct pool_block b;
+	long i;
+	if (!find_block(c, w, &b, &i))
+		return;
+	uintptr_t s = (uintptr_t)b.start;
+	unsigned level = c->state[i] & ST_LEVEL;
+	if (level == ST_REACHABLE) {
+		if (w == s)
+			c->state[i] &= (uint8_t)~(7u << ST_HEUR_SHIFT);
+		return;
+	}
+	bool via_start = w == s;
+	if (!via_start && c->opts->heuristics) {
+		unsigned h = heuristic(c, w, s, b.size);
+		c->state[i] = (uint8_t)((c->state[i] & ~(7u << ST_HEUR_SHIFT)) |
+					(h << ST_HEUR_SHIFT));
+		via_start = h != SCAN_HEUR_NONE;
+	}
+	if (via_start && prior_definite) {
+		set_level(c, (size_t)i, ST_REACHABLE);
+		push(c, (size_t)i);
+	} else if (level == ST_UNREACHED) {
+		set_level(c, (size_t)i, ST_POSSIBLE);
+		push(c, (size_t)i);
+	}
+}
+
+/* w was found in block cur while gathering the clique of leader. */
+static void gather(struct ctx *c, uintptr_t w, size_t leader, size_t cur)
+{
+	struct pool_block b;
+	long i;
+	if (!find_block(c, w, &b, &i))
+		return;
+	if ((c->state[i] & ST_LEVEL) != ST_UNREACHED || (size_t)i == leader)
+		return;
+	push(c, (size_t)i);
+	c->aux[leader] += b.size + c->aux[i];
+	c->aux[i] = cur;
+	set_level(c, (size_t)i, ST_INDIRECT);
+}
+
+static void scan_words(struct ctx *c, uintptr_t lo, uintptr_t hi, long leader,
+		       size_t cur, bool prior_definite)
+{
+	lo = (lo + WORD - 1) & ~(uintptr_t)(WORD - 1);
+	hi &= ~(uintptr_t)(WORD - 1);
+	for (uintptr_t a = lo; a < hi; a += WORD) {
+		uintptr_t w = *(const uintptr_t *)a;
+		if (w - c->lo >= c->span)
+			continue;
+		if (leader < 0)
+			reach(c, w, prior_definite);
+		else
+			gather(c, w, (size_t)leader, cur);
+	}
+}
+
+/* Pops and scans until the mark stack is empty (leader < 0: from roots). */
+static void process(struct ctx *c, long leader)
+{
+	sigjmp_buf jb;
+	/* a fault (a block freed under us by a thread that did not stop)
+	 * abandons that block and goes on with the stack */
+	sigsetjmp(jb, 0);
+	g_fault.jb = &jb;
+	while (c->top > 0) {
+		c->top = c->top - 1;
+		size_t i = c->stack[c->top];
+		c->state[i] &= (uint8_t)~ST_PENDING;
+		atomic_signal_fence(memory_order_seq_cst);
+		struct pool_block b;
+		if (!pool_lookup((const void *)c->start[i], &b))
+			continue;
+		bool definite = (c->state[i] & ST_LEVEL) != ST_POSSIBLE;
+		scan_words(c, c->start[i], c->start[i] + b.size, leader, i, definite);
+	}
+	g_fault.jb = NULL;
+}
+
+static void scan_root_range(struct ctx *c, uintptr_t lo, uintptr_t hi)
+{
+	sigjmp_buf jb;
+	volatile uintptr_t cur = lo;
+	if (sigsetjmp(jb, 0) != 0) {
+		/* an unreadable page (a file mapping past its end...): skip it */
+		uintptr_t next = (cur & ~(uintptr_t)(PAGE - 1)) + PAGE;
+		if (next > hi)
+			next = hi;
+		c->sum->root_skipped_bytes += next - cur;
+		cur = next;
+	}
+	g_fault.jb = &jb;
+	while (cur < hi) {
+		uintptr_t end = (cur & ~(uintptr_t)(PAGE - 1)) + PAGE;
+		if (end > hi)
+			end = hi;
+		scan_words(c, cur, end, -1, 0, true);
+		c->sum->root_bytes += end - cur;
+		cur = end;
+	}
+	g_fault.jb = NULL;
+}
+
+/* ---- roots ------------------------------------------------------------------------------ */
+
+static void add_excl(uintptr_t lo, uintptr_t hi, void *arg)
+{
+	struct ctx *c = arg;
+	if (hi > lo && c->nexcl < c->capexcl) {
+		c->excl[c->nexcl].lo = lo;
+		c->excl[c->nexcl].hi = hi;
+		c->nexcl++;
+	}
+}
+
+static void count_range(uintptr_t lo, uintptr_t hi, void *arg)
+{
+	(*(size_t *)arg)++;
+}
+
+/* Heap sort of the excluded ranges by start (no allocation). */
+static void excl_sort(struct ctx *c)
+{
+	size_t n = c->nexcl;
+	for (size_t k = n; k-- > 0;) {
+		for (size_t root = k, end = n;;) {
+			size_t child = 2 * root + 1;
+			if (child >= end)
+				break;
+			if (child + 1 < end && c->excl[child].lo < c->excl[child + 1].lo)
+				child++;
+			if (c->excl[root].lo >= c->excl[child].lo)
+				break;
+			uintptr_t tl = c->excl[root].lo, th = c->excl[root].hi;
+			c->excl[root] = c->excl[child];
+			c->excl[child].lo = tl;
+			c->excl[child].hi = th;
+			root = child;
+		}
+	}
+	for (size_t end = n; end-- > 1;) {
+		uintptr_t tl = c->excl[0].lo, th = c->excl[0].hi;
+		c->excl[0] = c->excl[end];
+		c->excl[end].lo = tl;
+		c->excl[end].hi = th;
+		for (size_t root = 0;;) {
+			size_t child = 2 * root + 1;
+			if (child >= end)
+				break;
+			if (child + 1 < end && c->excl[child].lo < c->excl[child + 1].lo)
+				child++;
+			if (c->excl[root].lo >= c->excl[child].lo)
+				break;
+			tl = c->excl[root].lo;
+			th = c->excl[root].hi;
+			c->excl[root] = c->excl[child];
+			c->excl[child].lo = tl;
+			c->excl[child].hi = th;
+			root = child;
+		}
+	}
+}
+
+static int excl_build(struct ctx *c)
+{
+	size_t n = MAX_OWN;
+	pool_foreach_own_range(count_range, &n);
+	if (c->opts->foreach_excluded)
+		c->opts->foreach_excluded(count_range, &n);
+	c->capexcl = n + 16;
+	c->excl = own_map(c->capexcl * sizeof(*c->excl));
+	if (!c->excl)
+		return -ENOMEM;
+	pool_foreach_own_range(add_excl, c);
+	if (c->opts->foreach_excluded)
+		c->opts->foreach_excluded(add_excl, c);
+	for (int i = 0; i < MAX_OWN; i++)
+		add_excl(own_maps[i].lo, own_maps[i].hi, c);
+	excl_sort(c);
+	return 0;
+}
+
+/* The last block that starts at or below a (0 when none does). */
+static size_t block_at_or_before(const struct ctx *c, uintptr_t a)
+{
+	size_t lo = 0, hi = c->n;
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		if (c->start[mid] <= a)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo > 0 ? lo - 1 : 0;
+}
+
+/* End of block b's memory (its usable size: a large block's slack is
+ * glibc's, not a root either); 0 when it is gone. */
+static uintptr_t block_end(const struct ctx *c, size_t b)
+{
+	struct pool_block pb;
+	if (!pool_lookup((const void *)c->start[b], &pb))
+		return 0;
+	return c->start[b] + (pb.usable > pb.size ? pb.usable : pb.size);
+}
+
+/* Scans [lo, hi) minus the excluded ranges and the live blocks.  Both
+ * lists are sorted; x and b move forward only. */
+static void scan_mapping(struct ctx *c, uintptr_t lo, uintptr_t hi)
+{
+	size_t x = 0, b = c->n ? block_at_or_before(c, lo) : 0;
+	uintptr_t cur = lo;
+	while (cur < hi) {
+		while (x < c->nexcl && c->excl[x].hi <= cur)
+			x++;
+		uintptr_t bend = 0;
+		while (b < c->n && (bend = block_end(c, b)) <= cur)
+			b++;
+		uintptr_t skip_lo = hi, skip_hi = hi;
+		if (x < c->nexcl && c->excl[x].lo < skip_lo) {
+			skip_lo = c->excl[x].lo;
+			skip_hi = c->excl[x].hi;
+		}
+		if (b < c->n && c->start[b] < skip_lo) {
+			skip_lo = c->start[b];
+			skip_hi = bend;
+		}
+		if (skip_lo > cur)
+			scan_root_range(c, cur, skip_lo < hi ? skip_lo : hi);
+		cur = skip_hi > cur ? skip_hi : cur + 1;
+	}
+}
+
+static void note_sp(struct ctx *c, uintptr_t sp)
+{
+	struct map_entry *m = maps_find(&c->maps, sp);
+	if (!m)
+		return;
+	uintptr_t from = sp > RED_ZONE ? sp - RED_ZONE : 0;
+	if (from < m->lo)
+		from = m->lo;
+	if (m->scan_from == m->lo || from < m->scan_from)
+		m->scan_from = from;
+}
+
+static void scan_roots(struct ctx *c)
+{
+	for (unsigned i = 0; i < g_stop.nslots; i++)
+		if (atomic_load(&g_stop.slots[i].state) == SLOT_ARRIVED)
+			note_sp(c, g_stop.slots[i].sp);
+	/* the calling thread: from scan_run's frame up, no red zone */
+	struct map_entry *me = maps_find(&c->maps, c->self_sp);
+	if (me)
+		me->scan_from = c->self_sp;
+	for (size_t k = 0; k < c->maps.n; k++) {
+		const struct map_entry *m = &c->maps.e[k];
+		if (!m->r || !m->w || m->kind == MAP_SKIP_KIND || glibc_arena_heap(m))
+			continue;
+		scan_mapping(c, m->scan_from, m->hi);
+	}
+	for (unsigned i = 0; i < g_stop.nslots; i++) {
+		const struct thread_slot *s = &g_stop.slots[i];
+		if (atomic_load(&s->state) != SLOT_ARRIVED)
+			continue;
+		for (int r = 0; r < NREGS; r++)
+			if (s->regs[r] - c->lo < c->span)
+				reach(c, s->regs[r], true);
+	}
+	for (int r = 0; r < NREGS; r++)
+		if (c->self_regs[r] - c->lo < c->span)
+			reach(c, c->self_regs[r], true);
+}
+
+/* ---- classification and report ------------------------------------------------------------- */
+
+static void gather_cliques(struct ctx *c)
+{
+	for (size_t i = 0; i < c->n; i++) {
+		if ((c->state[i] & ST_LEVEL) != ST_UNREACHED)
+			continue;
+		push(c, i);
+		process(c, (long)i);
+	}
+	/* parent links of indirect blocks -> their definite leader */
+	for (size_t i = 0; i < c->n; i++) {
+		if ((c->state[i] & ST_LEVEL) != ST_INDIRECT)
+			continue;
+		size_t r = (size_t)c->aux[i];
+		while ((c->state[r] & ST_LEVEL) == ST_INDIRECT)
+			r = (size_t)c->aux[r];
+		for (size_t j = i; (c->state[j] & ST_LEVEL) == ST_INDIRECT;) {
+			size_t up = (size_t)c->aux[j];
+			c->aux[j] = r;
+			j = up;
+		}
+	}
+}
+
+static const enum capture_leak_kind kind_of_level[4] = {
+	[ST_UNREACHED] = CAPTURE_LEAK_DEFINITE,
+	[ST_INDIRECT] = CAPTURE_LEAK_INDIRECT,
+	[ST_POSSIBLE] = CAPTURE_LEAK_POSSIBLE,
+	[ST_REACHABLE] = CAPTURE_LEAK_REACHABLE,
+};
+
+static void report_blocks(struct ctx *c)
+{
+	const struct scan_sink *sink = c->sink;
+	for (size_t i = 0; i < c->n; i++) {
+		struct pool_block b;
+		if (!pool_lookup((const void *)c->start[i], &b))
+			continue;
+		unsigned level = c->state[i] & ST_LEVEL;
+		enum capture_leak_kind kind = kind_of_level[level];
+		c->sum->kinds[kind].bytes += b.size;
+		c->sum->kinds[kind].blocks++;
+		unsigned h = (c->state[i] >> ST_HEUR_SHIFT) & 7u;
+		if (level == ST_REACHABLE && h != SCAN_HEUR_NONE && h < SCAN_HEUR_COUNT) {
+			c->sum->heuristic[h].bytes += b.size;
+			c->sum->heuristic[h].blocks++;
+		}
+		if (!sink || !sink->block ||
+		    (level == ST_REACHABLE && !c->opts->report_reachable))
+			continue;
+		uintptr_t of = level == ST_INDIRECT ? c->start[c->aux[i]] : 0;
+		sink->block(c->start[i], b.size, b.stack_id, b.seq, kind, of, sink->arg);
+	}
+}
+
+static void report_edges(struct ctx *c)
+{
+	if (!c->opts->report_edges)
+		return;
+	sigjmp_buf jb;
+	volatile size_t i = 0;
+	if (sigsetjmp(jb, 0) != 0)
+		i++; /* the block went away under us: skip the rest of it */
+	g_fault.jb = &jb;
+	for (; i < c->n; i++) {
+		if ((c->state[i] & ST_LEVEL) == ST_REACHABLE)
+			continue;
+		struct pool_block b;
+		if (!pool_lookup((const void *)c->start[i], &b))
+			continue;
+		uintptr_t s = c->start[i];
+		uintptr_t end = (s + b.size) & ~(uintptr_t)(WORD - 1);
+		for (uintptr_t a = s; a < end; a += WORD) {
+			uintptr_t w = *(const uintptr_t *)a;
+			struct pool_block tb;
+			long j;
+			if (w - c->lo >= c->span || !find_block(c, w, &tb, &j) ||
+			    (c->state[j] & ST_LEVEL) == ST_REACHABLE)
+				continue;
+			c->sum->edges++;
+			if (c->sink && c->sink->edge)
+				c->sink->edge(s, a - s, c->start[j], c->sink->arg);
+		}
+	}
+	g_fault.jb = NULL;
+}
+
+void scan_options_init(struct scan_options *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->stop_signal = SIGRTMIN + 6;
+	o->thread_timeout_ms = 1000;
+	o->heuristics = SCAN_HEUR_ALL;
+	o->report_reachable = true;
+	o->report_edges = true;
+}
+
+static void scan_lock(void)
+{
+	int expected = 0;
+	while (!atomic_compare_exchange_strong(&g_stop.lock, &expected, 1)) {
+		futex_wait(&g_stop.lock, 1, 0);
+		expected = 0;
+	}
+}
+
+static void scan_unlock(void)
+{
+	atomic_store(&g_stop.lock, 0);
+	futex_wake(&g_stop.lock);
+}
+
+static int scan_locked(struct ctx *c)
+{
+	int err = stop_world(c->opts->stop_signal, c->opts->thread_timeout_ms, c->sum);
+	if (err)
+		return err;
+	fault_catch_install();
+	err = blocks_build(c);
+	if (!err)
+		err = maps_read(&c->maps);
+	if (!err)
+		err = excl_build(c);
+	if (!err && c->n > 0) {
+		scan_roots(c);
+		process(c, -1);
+		gather_cliques(c);
+		report_blocks(c);
+		report_edges(c);
+	}
+	fault_catch_remove();
+	resume_world(c->sum);
+	own_unmap(c->excl);
+	own_unmap(c->maps.e);
+	own_unmap(c->maps.text);
+	own_unmap(c->start);
+	return err;
+}
+
+/* The scan proper; its frame and its callees' lie below the stack range
+ * the calling thread contributes, so the block addresses they hold (the
+ * context's bounds, words being examined) are never roots. */
+__attribute__((noinline)) static int scan_below(const struct scan_options *opts,
+						 const struct scan_sink *sink,
+						 struct scan_summary *sum,
+						 const ucontext_t *uc)
+{
+	struct ctx c;
+	memset(&c, 0, sizeof(c));
+	c.opts = opts;
+	c.sink = sink;
+	c.sum = sum;
+	c.self_sp = uc_regs(uc, c.self_regs);
+	keep_callee_saved(c.self_regs);
+	scan_lock();
+	int err = scan_locked(&c);
+	scan_unlock();
+	memset(&c, 0, sizeof(c));
+	return err;
+}
+
+/* Not inlined: the stack pointer getcontext() records here bounds what the
+ * calling thread's stack contributes (this frame holds the caller's saved
+ * registers, and is scanned; the scan's own frames are below it). */
+__attribute__((noinline)) int scan_run(const struct scan_options *opts,
+				       const struct scan_sink *sink,
+				       struct scan_summary *out)
+{
+	struct scan_options defaults;
+	struct scan_summary sum;
+	ucontext_t uc;
+	if (!opts) {
+		scan_options_init(&defaults);
+		opts = &defaults;
+	}
+	if (opts->stop_signal < SIGRTMIN || opts->stop_signal > SIGRTMAX)
+		return -EINVAL;
+	memset(&sum, 0, sizeof(sum));
+	uint64_t t0 = now_ns();
+	getcontext(&uc);
+	int err = scan_below(opts, sink, &sum, &uc);
+	sum.duration_ns = now_ns() - t0;
+	if (out)
+		*out = sum;
+	return err;
+}
+
+/* ---- scans on the user's request ---------------------------------------------------------------- */
+
+atomic_uint scan_signal_requests;
+
+static struct {
+	int signo;
+	void (*callback)(void *arg);
+	void *arg;
+	struct sigaction old;
+	bool installed;
+} g_req;
+
+static void request_handler(int sig)
+{
+	int saved_errno = errno;
+	atomic_fetch_add(&scan_signal_requests, 1);
+	futex_wake((atomic_int *)&scan_signal_requests);
+	errno = saved_errno;
+}
+
+int scan_install_signal(int signo, void (*callback)(void *arg), void *arg)
+{
+	if (signo <= 0 || signo >= NSIG || signo == SIGKILL || signo == SIGSTOP ||
+	    !callback)
+		return -EINVAL;
+	scan_uninstall_signal();
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = request_handler;
+	sa.sa_flags = SA_RESTART;
+	sigemptyset(&sa.sa_mask);
+	g_req.callback = callback;
+	g_req.arg = arg;
+	if (sigaction(signo, &sa, &g_req.old) != 0)
+		return -errno;
+	g_req.signo = signo;
+	g_req.installed = true;
+	return 0;
+}
+
+void scan_uninstall_signal(void)
+{
+	if (!g_req.installed)
+		return;
+	sigaction(g_req.signo, &g_req.old, NULL);
+	g_req.installed = false;
+}
+
+bool scan_signal_run_pending(void)
+{
+	if (atomic_exchange(&scan_signal_requests, 0) == 0 || !g_req.callback)
+		return false;
+	g_req.callback(g_req.arg);
+	return true;
+}
+
+bool scan_signal_wait(int timeout_ms)
+{
+	if (atomic_load(&scan_signal_requests) == 0)
+		futex_wait((atomic_int *)&scan_signal_requests, 0,
+			   timeout_ms < 0 ? 0 : (timeout_ms == 0 ? 1 : (unsigned)timeout_ms));
+	return scan_signal_run_pending();
+}

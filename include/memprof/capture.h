@@ -14,7 +14,10 @@
  *
  * Every thread fills its own buffer and appends it to the file as one chunk
  * with a single write(2) on an O_APPEND descriptor, so chunks never
- * interleave.  A chunk holds whole records only.  The checksum is
+ * interleave.  A chunk holds whole records only.  The chunk's tid is the
+ * thread whose events it holds; tid 0 marks memprof's own sampler thread
+ * (SAMPLE records only).  Records of different threads are ordered by
+ * their seq, not by their place in the file.  The checksum is
  * capture_checksum() of the payload.  A reader that meets a chunk whose
  * header or payload runs past the end of the file stops there and reports
  * the capture as incomplete (the target was killed); a chunk with a wrong
@@ -35,18 +38,30 @@
  *   FREE      u(seq - prev_seq) s(addr - prev_addr)
  *             A realloc is an ALLOC of the new block followed by a FREE of
  *             the old one (both also when the block did not move), so that
- *             counts match valgrind's (one allocation and one free).
+ *             counts match valgrind's (one allocation and one free); the
+ *             two have consecutive seqs and the same stack.  realloc(NULL,
+ *             n) is an ALLOC only, realloc(p, 0) a FREE only; failed calls
+ *             write nothing.  Within a chunk seqs never decrease.
+ *             Processing records in seq order, a FREE frees the oldest
+ *             live block at its address (so an ALLOC may name an address
+ *             that is still live: a realloc in place).  In a FORKED
+ *             capture, a FREE may name a block inherited from the parent,
+ *             which has no ALLOC in this capture.
  *   STACK     u(id) u(parent_id) u(ip)
  *             one node of the prefix tree of stacks: a stack is the chain of
- *             nodes from its id up to parent 0, innermost frame first.  ip
- *             is a return address (the reader subtracts 1 when symbolizing
- *             every frame but the innermost, which is already a call site).
+ *             nodes from its id up to parent 0, innermost frame first.  The
+ *             tracer skips its own frames, so every ip, the innermost
+ *             included, is a return address into the caller: the reader
+ *             subtracts 1 from each before symbolizing.
  *             A node is written before any record of the same chunk that
  *             uses it, but possibly in a later chunk than a use made by
  *             another thread: readers resolve stacks after reading all.
  *   MODULE    u(id) u(load_bias) u(start) u(end) str(path) str(build_id)
  *             an ELF object mapped at [start, end) (its executable
  *             segments), with its load bias; build_id is raw bytes.
+ *             A MODULE is written at start and after each dlopen for every
+ *             object not seen before; the main program's path comes from
+ *             /proc/self/exe.
  *   UNLOAD    u(module_id) u(seq)  -- dlclose'd at that point of the run
  *   SAMPLE    u(t_ns) u(seq) u(rss_bytes) u(heap_bytes) u(live_bytes)
  *             every 10 ms: time since start, the sequence counter then,
@@ -64,12 +79,18 @@
  *   LOST      u(events)  -- events the tracer could not record
  *   END       u(t_ns) u(seq) u(how) u(status) u(signal)
  *             how: 0 returned from main or exit(), 1 _exit(), 2 fatal
- *             signal, 3 abort(); status: exit status; signal: 0 or N.
- *             A capture without END is incomplete.
+ *             signal, 3 abort(), 4 exec of another program (written just
+ *             before the exec; should the exec fail, the program goes on
+ *             unrecorded); status: exit status (0 for 2, 3 and 4);
+ *             signal: 0 or N.  seq is greater than every event's.  END is
+ *             the last record of the file; a LOST record may precede it in
+ *             its chunk.  A capture without END is incomplete.
  *   SCAN      u(n_blocks) u(n_edges) u(flags)
  *             opens the result of a reachability scan (at exit, or on
  *             demand); followed in the same or later chunks by n_blocks
- *             SCANBLOCK and n_edges SCANEDGE records.
+ *             SCANBLOCK and n_edges SCANEDGE records.  flags:
+ *             CAPTURE_SCAN_*.  Blocks memprof allocated for itself are
+ *             not reported.
  *   SCANBLOCK u(addr) u(size) u(stack_id) u(seq) u(kind) u(indirect_of)
  *             kind: CAPTURE_LEAK_*; indirect_of: for an indirectly lost
  *             block, the address of the lost block it hangs off (0 else).
@@ -124,11 +145,16 @@ enum capture_tag {
 /* PROCESS flags */
 #define CAPTURE_PROCESS_FORKED 1u /* the process is a traced fork child */
 
+/* SCAN flags */
+#define CAPTURE_SCAN_AT_EXIT 1u /* the scan at exit (else on demand) */
+#define CAPTURE_SCAN_PARTIAL 2u /* some thread could not be stopped */
+
 enum capture_end_how {
 	CAPTURE_END_EXIT = 0,
 	CAPTURE_END_UNDERSCORE_EXIT = 1,
 	CAPTURE_END_SIGNAL = 2,
 	CAPTURE_END_ABORT = 3,
+	CAPTURE_END_EXEC = 4,
 };
 
 enum capture_badfree_kind {

@@ -1,0 +1,77 @@
+/*
+ * stacks.h: interning of call stacks in a prefix tree of frames.
+ *
+ * A node is (parent id, ip) -> id; ids count from 1 and 0 is the root, so a
+ * stack is named by the id of its innermost node and read back by walking
+ * parents up to 0.  Stacks are interned from their outermost frame, so
+ * stacks sharing their callers share nodes.  The table is an open-addressing
+ * hash in mmap'd memory: lookups take no lock, inserting a new node takes
+ * the table's insert lock.  stack_table_intern() reports each new node once
+ * through a callback (the tracer writes it as a STACK record).
+ */
+#pragma once
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define STACK_DEPTH_MAX 256u
+#define STACK_DEPTH_DEFAULT 64u
+
+struct stack_tab;
+
+struct stack_table {
+	_Atomic(struct stack_tab *) cur; /* current table, published */
+	atomic_int lock;                 /* insert lock (a spin lock) */
+	size_t count;                        /* nodes, under the lock */
+	uint32_t next_id;                    /* under the lock */
+	bool full;                           /* out of ids or memory */
+	/* every table ever mapped, kept mapped for readers still probing an
+	 * old one; [0] is the oldest.  Capacities double, so 40 is plenty. */
+	struct stack_tab *tables[40];
+	size_t table_bytes[40];
+	unsigned n_tables;
+};
+
+/* Per-thread memory of the last stack interned, so that the frames it
+ * shares with the next one (their callers, usually) are not looked up
+ * again.  ids[k] is the node of the stack cut to its k+1 outermost frames. */
+struct stack_cache {
+	uint32_t n;
+	uint64_t ips[STACK_DEPTH_MAX]; /* outermost first */
+	uint32_t ids[STACK_DEPTH_MAX];
+};
+
+typedef void (*stack_new_fn)(void *arg, uint32_t id, uint32_t parent, uint64_t ip);
+
+/* Maps the first table.  Returns 0 or -ENOMEM. */
+int stack_table_init(struct stack_table *t);
+
+/* Unmaps every table (only when no thread can use t any more). */
+void stack_table_finish(struct stack_table *t);
+
+/* Interns the stack ips[0, n), innermost frame first, and returns its id
+ * (0 for an empty stack).  New nodes are reported through fn (may be NULL)
+ * before this returns.  cache may be NULL.  When the table is full the
+ * stack is cut to the frames that could be interned (outermost ones). */
+uint32_t stack_table_intern(struct stack_table *t, struct stack_cache *cache,
+			    const uint64_t *ips, size_t n, stack_new_fn fn, void *arg);
+
+/* The node (parent, ip) if it exists, else 0.  Lock-free. */
+uint32_t stack_table_lookup(struct stack_table *t, uint32_t parent, uint64_t ip);
+
+/* Calls fn for every node (order unspecified).  Holds the insert lock. */
+void stack_table_foreach(struct stack_table *t, stack_new_fn fn, void *arg);
+
+/* Calls fn for every range of memory the table occupies. */
+void stack_table_foreach_range(struct stack_table *t,
+			       void (*fn)(uintptr_t lo, uintptr_t hi, void *arg),
+			       void *arg);
+
+size_t stack_table_count(struct stack_table *t);
+
+/* The insert lock, for fork: taken before fork, released in both processes
+ * after (stack_table_unlock also works in the child). */
+void stack_table_lock(struct stack_table *t);
+void stack_table_unlock(struct stack_table *t);

@@ -1,0 +1,160 @@
+/*
+ * tracer-private.h: the state shared by the preload library's files.
+ *
+ *   preload.c    the malloc family, dlopen/dlclose, _exit: the hooks, and
+ *                the recording of events (stack capture, records)
+ *   lifecycle.c  initialisation, the constructor, exit, fatal signals (and
+ *                sigaction/signal), fork, the sampler thread, the scans
+ *   writer.c     the capture file and the per-thread buffers
+ *   modules.c    the map of loaded ELF objects (MODULE, UNLOAD)
+ *   stacks.c, encode.c, env.c: pure parts, unit-tested on their own.
+ *
+ * Locking: each per-thread buffer has a busy flag its owner takes around
+ * every record (uncontended but for the sampler's periodic flush); the
+ * stack table takes a lock only to insert a node; the module map has a lock
+ * taken on dlopen/dlclose.  There is no lock on the allocation path shared
+ * by threads.  Within the preload library, tracer_tls.guard is set while
+ * memprof's own code runs: a malloc call made then (by libunwind, dlsym,
+ * pthread_create) is served by the pool without being recorded.
+ */
+#pragma once
+
+#include <limits.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <pthread.h>
+
+#include "encode.h"
+#include "stacks.h"
+
+#define TBUF_PAYLOAD (64u * 1024u)
+
+enum tbuf_state { TBUF_FREE = 0, TBUF_ACTIVE = 1 };
+
+/* A per-thread buffer: the records of one thread since its last flush,
+ * preceded by room for the chunk header, in mmap'd memory.  Buffers are
+ * never unmapped: a thread's buffer goes back to the registry when it exits
+ * and serves the next new thread.  len is published with release ordering
+ * after each whole record, so [0, len) always holds whole records. */
+struct tbuf {
+	atomic_int busy;     /* taken by the owner per record, by flushers */
+	atomic_int state;    /* enum tbuf_state */
+	atomic_int flushing; /* the owner is inside write(2) for this buffer */
+	uint32_t tid;        /* chunk tid; 0 for the sampler's buffer */
+	_Atomic uint32_t len;
+	struct record_deltas deltas;
+	/* requested bytes of live blocks, of which large (raw allocator)
+	 * ones, as seen by this buffer's events: the sampler sums them over
+	 * all buffers (a block freed by another thread makes one negative) */
+	_Atomic int64_t live_bytes;
+	_Atomic int64_t large_bytes;
+	struct tbuf *next; /* registry link, written once before publication */
+	struct stack_cache cache;
+	uint8_t chunk[CAPTURE_CHUNK_HEADER_SIZE + TBUF_PAYLOAD];
+};
+
+enum tls_phase {
+	TLS_NEW = 0,      /* no event yet */
+	TLS_ACTIVE = 1,   /* has a buffer; THREAD start written */
+	TLS_EXITED = 2,   /* past its TLS destructor: late events go to the
+	                   * shared late buffer */
+	TLS_INTERNAL = 3, /* memprof's own sampler thread */
+	TLS_PLAIN = 4,    /* nothing recorded; registered for the TLS
+	                   * destructor only (pool_thread_exit) */
+};
+
+struct tracer_tls {
+	int guard; /* memprof's own code is running on this thread */
+	int phase; /* enum tls_phase */
+	struct tbuf *buf;
+	uint32_t tid;
+};
+
+extern __thread struct tracer_tls tracer_tls __attribute__((tls_model("initial-exec")));
+
+enum init_state { INIT_NONE = 0, INIT_RUNNING = 1, INIT_DONE = 2 };
+
+struct tracer {
+	atomic_int init;      /* enum init_state */
+	atomic_int recording; /* events are recorded */
+	_Atomic uint64_t seq; /* the next sequence number */
+	_Atomic uint64_t lost;
+
+	/* capture file */
+	int fd;
+	dev_t dev;
+	ino_t ino;
+	atomic_int closed;   /* no more chunks but END's */
+	atomic_int inflight; /* chunk writes in progress */
+	atomic_int finishing;
+	char path[PATH_MAX];
+
+	/* configuration */
+	pid_t pid; /* the process being recorded (updated in fork children) */
+	uint64_t t0_ns;
+	uint64_t start_real_ns;
+	unsigned depth;
+	bool follow_fork;
+	bool descendant;
+	char base_path[PATH_MAX]; /* MEMPROF_OUTPUT made absolute, or "" */
+	char argv0[256];
+	char exe[PATH_MAX];
+	size_t exe_len;
+
+	/* frames to skip at the top of every stack */
+	uintptr_t self_lo, self_hi;
+	uintptr_t unw_lo, unw_hi;
+	int (*unw_backtrace)(void **buf, int size);
+
+	struct stack_table stacks;
+	pthread_key_t key;
+	bool key_ok;
+	_Atomic(struct tbuf *) tbufs; /* registry of every buffer */
+	struct tbuf *late;            /* threads past their TLS destructor */
+};
+
+extern struct tracer tracer;
+
+/* ---- preload.c ---- */
+struct tbuf *tracer_buf_begin(void);
+void tracer_buf_end(struct tbuf *b);
+uint32_t tracer_thread_tid(void);
+void tracer_thread_exit(void *arg);
+uint64_t tracer_now_ns(void);
+
+/* ---- lifecycle.c ---- */
+void tracer_init(void);
+void tracer_finish(int how, int status, int sig);
+void tracer_sampler_pause(void);
+void tracer_sampler_resume(void);
+
+/* ---- writer.c ---- */
+int writer_open(const char *path, uint64_t process_flags);
+void writer_close(void);
+bool writer_chunk_write(uint8_t *chunk, uint32_t len, uint32_t tid, bool force);
+void writer_fail(void);
+struct tbuf *tbuf_acquire(uint32_t tid);
+void tbuf_release(struct tbuf *b);
+void tbuf_lock(struct tbuf *b);
+bool tbuf_trylock(struct tbuf *b);
+void tbuf_unlock(struct tbuf *b);
+void tbuf_flush_locked(struct tbuf *b);
+uint8_t *tbuf_reserve(struct tbuf *b, size_t need);
+void tbuf_commit(struct tbuf *b, size_t n);
+void writer_flush_all(bool wait);
+void writer_flush_for_death(void);
+void writer_fork_child_reset(struct tbuf *keep);
+void *writer_scratch_map(size_t len);
+void writer_scratch_unmap(void *p, size_t len);
+int writer_read_file(const char *path, char **out, size_t *len, size_t *map_len);
+
+/* ---- modules.c ---- */
+void modules_rescan(void);
+void modules_emit_all(void);
+void modules_lock(void);
+void modules_unlock(void);
+bool modules_text_of(uintptr_t addr, uintptr_t *lo, uintptr_t *hi);
+void modules_self_init(void);
+void modules_self_data(void (*fn)(uintptr_t lo, uintptr_t hi, void *arg), void *arg);
