@@ -1,0 +1,1041 @@
+/*
+ * reader.c: reads a capture file (include/memprof/capture.h) into the model
+ * of reports.h.  Entry points: reports_capture_load_file(),
+ * reports_capture_load_buffer().
+ *
+ * Every input is treated as hostile: each varint and string is checked
+ * against the end of its chunk, every count that sizes an allocation is
+ * checked against the bytes that remain, and nothing recurses on input.
+ * A file that ends inside a chunk is read up to its last complete chunk and
+ * flagged incomplete; a wrong magic, version or checksum, an unknown tag or
+ * a record running past its chunk is an error that names the byte offset.
+ *
+ * Stacks arrive as nodes of a prefix tree (STACK id parent ip), possibly
+ * after their first use by another thread.  While reading, each stack id
+ * gets a raw slot (created on first mention, filled when its STACK record
+ * arrives); after the last chunk, each raw slot is mapped iteratively to a
+ * canonical node keyed by (canonical parent, ip), so that equal stacks
+ * recorded by different threads become one.  A slot never filled is a
+ * frame of address 0: unknown, not an error.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <memprof/capture.h>
+
+#include "reports-private.h"
+#include "reports.h"
+
+#define NO_INDEX UINT32_MAX
+/* Most size classes a STATS record may list. */
+#define STATS_CLASSES_MAX 4096u
+
+enum raw_state { RAW_NEW = 0, RAW_VISITING, RAW_DONE };
+
+struct raw_node {
+	uint64_t parent_id;
+	uint64_t ip;
+	uint32_t canon;
+	uint8_t defined;
+	uint8_t state;
+};
+
+struct unload {
+	uint64_t module_id;
+	uint64_t seq;
+};
+
+struct reader {
+	const uint8_t *data;
+	size_t len;
+	struct reports_capture *cap;
+	struct reports_error *err;
+
+	struct raw_node *raw;
+	size_t n_raw, cap_raw;
+	struct reports_map raw_by_id;
+
+	/* canonical nodes: open addressing over node indices + 1 */
+	uint32_t *canon_slots;
+	size_t canon_mask;
+	size_t cap_nodes;
+
+	struct unload *unloads;
+	size_t n_unloads, cap_unloads;
+
+	size_t cap_events, cap_modules, cap_samples, cap_threads, cap_badfrees,
+		cap_notes, cap_scans, cap_scan_blocks, cap_scan_edges, cap_objtypes,
+		cap_objects, cap_objedges, cap_snapshots;
+
+	/* per-chunk delta state */
+	uint64_t prev_seq;
+	uint64_t prev_addr;
+	uint64_t order;
+	uint64_t record_off; /* file offset of the record being read */
+};
+
+static const char *const tag_names[CAPTURE_TAG_MAX + 1] = {
+	[CAPTURE_PROCESS] = "PROCESS",     [CAPTURE_ALLOC] = "ALLOC",
+	[CAPTURE_FREE] = "FREE",           [CAPTURE_STACK] = "STACK",
+	[CAPTURE_MODULE] = "MODULE",       [CAPTURE_UNLOAD] = "UNLOAD",
+	[CAPTURE_SAMPLE] = "SAMPLE",       [CAPTURE_THREAD] = "THREAD",
+	[CAPTURE_BADFREE] = "BADFREE",     [CAPTURE_STATS] = "STATS",
+	[CAPTURE_NOTE] = "NOTE",           [CAPTURE_LOST] = "LOST",
+	[CAPTURE_END] = "END",             [CAPTURE_SCAN] = "SCAN",
+	[CAPTURE_SCANBLOCK] = "SCANBLOCK", [CAPTURE_SCANEDGE] = "SCANEDGE",
+	[CAPTURE_OBJTYPE] = "OBJTYPE",     [CAPTURE_OBJECT] = "OBJECT",
+	[CAPTURE_OBJEDGE] = "OBJEDGE",     [CAPTURE_SNAPSHOT] = "SNAPSHOT",
+};
+
+__attribute__((format(printf, 3, 4))) static int fail(struct reader *r, uint64_t off,
+						      const char *fmt, ...)
+{
+	if (r->err) {
+		va_list ap;
+		va_start(ap, fmt);
+		r->err->offset = off;
+		int n = vsnprintf(r->err->message, sizeof(r->err->message), fmt, ap);
+		va_end(ap);
+		if (n >= 0 && (size_t)n < sizeof(r->err->message))
+			snprintf(r->err->message + n, sizeof(r->err->message) - (size_t)n,
+				 " at byte offset %llu", (unsigned long long)off);
+	}
+	return -EINVAL;
+}
+
+static int nomem(struct reader *r)
+{
+	if (r->err) {
+		r->err->offset = r->record_off;
+		snprintf(r->err->message, sizeof(r->err->message),
+			 "out of memory while reading the capture");
+	}
+	return -ENOMEM;
+}
+
+static uint32_t le32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+	       (uint32_t)p[3] << 24;
+}
+
+/* ---- field decoding ---------------------------------------------------- */
+
+struct cursor {
+	const uint8_t *p;
+	const uint8_t *end;
+	int tag;
+};
+
+static int overrun(struct reader *r, const struct cursor *c)
+{
+	return fail(r, r->record_off, "corrupt capture: %s record overruns its chunk",
+		    tag_names[c->tag]);
+}
+
+static int get_u(struct reader *r, struct cursor *c, uint64_t *v)
+{
+	if (capture_get_u64(&c->p, c->end, v) < 0)
+		return overrun(r, c);
+	return 0;
+}
+
+/* Reads n varints into the pointers that follow. */
+static int get_many(struct reader *r, struct cursor *c, int n, ...)
+{
+	va_list ap;
+	va_start(ap, n);
+	int res = 0;
+	for (int i = 0; i < n && res == 0; i++)
+		res = get_u(r, c, va_arg(ap, uint64_t *));
+	va_end(ap);
+	return res;
+}
+
+static int get_str(struct reader *r, struct cursor *c, const uint8_t **s, size_t *len)
+{
+	uint64_t n;
+	int res = get_u(r, c, &n);
+	if (res < 0)
+		return res;
+	if (n > CAPTURE_STRING_MAX)
+		return fail(r, r->record_off,
+			    "corrupt capture: %s record has a string of %llu bytes (at most %u)",
+			    tag_names[c->tag], (unsigned long long)n, CAPTURE_STRING_MAX);
+	if (n > (uint64_t)(c->end - c->p))
+		return overrun(r, c);
+	*s = c->p;
+	*len = (size_t)n;
+	c->p += n;
+	return 0;
+}
+
+static int get_cstr(struct reader *r, struct cursor *c, char **out)
+{
+	const uint8_t *s;
+	size_t len;
+	int res = get_str(r, c, &s, &len);
+	if (res < 0)
+		return res;
+	*out = reports_strndup((const char *)s, len);
+	return *out ? 0 : nomem(r);
+}
+
+static int bad_value(struct reader *r, const struct cursor *c, const char *field,
+		     uint64_t v)
+{
+	return fail(r, r->record_off, "corrupt capture: %s record has an invalid %s (%llu)",
+		    tag_names[c->tag], field, (unsigned long long)v);
+}
+
+/* ---- stacks --------------------------------------------------------------- */
+
+/* The raw slot of a stack id (created empty on first mention), or
+ * REPORTS_NO_STACK for id 0. */
+static int raw_slot(struct reader *r, uint64_t id, uint32_t *out)
+{
+	if (id == 0) {
+		*out = REPORTS_NO_STACK;
+		return 0;
+	}
+	if (reports_map_get(&r->raw_by_id, id, out))
+		return 0;
+	if (r->n_raw >= UINT32_MAX - 1)
+		return nomem(r);
+	struct raw_node node = { .canon = NO_INDEX };
+	uint32_t idx = (uint32_t)r->n_raw;
+	if (reports_vec_push(&r->raw, &r->n_raw, &r->cap_raw, &node, sizeof(node)) < 0 ||
+	    reports_map_put(&r->raw_by_id, id, idx) < 0)
+		return nomem(r);
+	*out = idx;
+	return 0;
+}
+
+static uint64_t canon_hash(uint32_t parent, uint64_t ip)
+{
+	return reports_hash64(ip ^ reports_hash64((uint64_t)parent + 1));
+}
+
+static int canon_grow(struct reader *r)
+{
+	size_t nslots = r->canon_slots ? (r->canon_mask + 1) * 2 : 256;
+	uint32_t *slots = calloc(nslots, sizeof(*slots));
+	if (!slots)
+		return -ENOMEM;
+	struct reports_capture *cap = r->cap;
+	for (size_t i = 0; i < cap->n_nodes; i++) {
+		size_t h = canon_hash(cap->nodes[i].parent, cap->nodes[i].ip) & (nslots - 1);
+		while (slots[h])
+			h = (h + 1) & (nslots - 1);
+		slots[h] = (uint32_t)i + 1;
+	}
+	free(r->canon_slots);
+	r->canon_slots = slots;
+	r->canon_mask = nslots - 1;
+	return 0;
+}
+
+/* The canonical node for (parent, ip), created when new. */
+static int canon_intern(struct reader *r, uint32_t parent, uint64_t ip, uint32_t *out)
+{
+	struct reports_capture *cap = r->cap;
+	if (!r->canon_slots || (cap->n_nodes + 1) * 2 > r->canon_mask + 1) {
+		if (canon_grow(r) < 0)
+			return nomem(r);
+	}
+	size_t h = canon_hash(parent, ip) & r->canon_mask;
+	while (r->canon_slots[h]) {
+		struct reports_node *n = &cap->nodes[r->canon_slots[h] - 1];
+		if (n->parent == parent && n->ip == ip) {
+			*out = r->canon_slots[h] - 1;
+			return 0;
+		}
+		h = (h + 1) & r->canon_mask;
+	}
+	if (cap->n_nodes >= UINT32_MAX - 1)
+		return nomem(r);
+	uint32_t depth = 1;
+	if (parent != REPORTS_NO_STACK && cap->nodes[parent].depth < UINT32_MAX)
+		depth = cap->nodes[parent].depth + 1;
+	struct reports_node node = { .ip = ip, .parent = parent, .depth = depth };
+	if (reports_vec_push(&cap->nodes, &cap->n_nodes, &r->cap_nodes, &node, sizeof(node)) < 0)
+		return nomem(r);
+	r->canon_slots[h] = (uint32_t)cap->n_nodes;
+	*out = (uint32_t)cap->n_nodes - 1;
+	return 0;
+}
+
+/* Maps raw slot i (and the unresolved slots above it) to canonical nodes,
+ * without recursion: walk up to a resolved ancestor, the root, a cycle or
+ * the depth limit, then intern on the way back down. */
+static int resolve_raw(struct reader *r, uint32_t i, uint32_t *path)
+{
+	size_t n = 0;
+	uint32_t j = i;
+	uint32_t base = REPORTS_NO_STACK;
+	int res;
+	while (n < REPORTS_STACK_DEPTH_MAX) {
+		struct raw_node *node = &r->raw[j];
+		if (node->state == RAW_DONE) {
+			base = node->canon;
+			break;
+		}
+		if (node->state == RAW_VISITING)
+			break; /* a cycle: cut the stack here */
+		node->state = RAW_VISITING;
+		path[n++] = j;
+		if (!node->defined || node->parent_id == 0)
+			break;
+		uint32_t parent;
+		if (!reports_map_get(&r->raw_by_id, node->parent_id, &parent)) {
+			/* a parent never described: one unknown frame */
+			if ((res = canon_intern(r, REPORTS_NO_STACK, 0, &base)) < 0)
+				return res;
+			break;
+		}
+		j = parent;
+	}
+	while (n > 0) {
+		struct raw_node *node = &r->raw[path[--n]];
+		uint64_t ip = node->defined ? node->ip : 0;
+		if ((res = canon_intern(r, base, ip, &base)) < 0)
+			return res;
+		node->canon = base;
+		node->state = RAW_DONE;
+	}
+	return 0;
+}
+
+static uint32_t canon_of(struct reader *r, uint32_t raw)
+{
+	return raw == REPORTS_NO_STACK ? REPORTS_NO_STACK : r->raw[raw].canon;
+}
+
+static int resolve_stacks(struct reader *r)
+{
+	struct reports_capture *cap = r->cap;
+	uint32_t path[REPORTS_STACK_DEPTH_MAX];
+	for (size_t i = 0; i < r->n_raw; i++) {
+		int res = resolve_raw(r, (uint32_t)i, path);
+		if (res < 0)
+			return res;
+	}
+	for (size_t i = 0; i < cap->n_events; i++)
+		cap->events[i].stack = canon_of(r, cap->events[i].stack);
+	for (size_t i = 0; i < cap->n_badfrees; i++) {
+		struct reports_badfree *b = &cap->badfrees[i];
+		b->free_stack = canon_of(r, b->free_stack);
+		b->alloc_stack = canon_of(r, b->alloc_stack);
+		b->first_free_stack = canon_of(r, b->first_free_stack);
+	}
+	for (size_t i = 0; i < cap->n_scan_blocks; i++)
+		cap->scan_blocks[i].stack = canon_of(r, cap->scan_blocks[i].stack);
+	return 0;
+}
+
+/* ---- records ------------------------------------------------------------ */
+
+static int rec_process(struct reader *r, struct cursor *c)
+{
+	struct reports_capture *cap = r->cap;
+	uint64_t argc;
+	int res;
+	if (cap->has_process)
+		return fail(r, r->record_off, "corrupt capture: a second PROCESS record");
+	if ((res = get_many(r, c, 3, &cap->pid, &cap->ppid, &cap->start_realtime_ns)) < 0 ||
+	    (res = get_cstr(r, c, &cap->exe)) < 0 || (res = get_u(r, c, &argc)) < 0)
+		return res;
+	/* every argument takes at least one byte of the chunk */
+	if (argc > (uint64_t)(c->end - c->p))
+		return overrun(r, c);
+	cap->argv = calloc((size_t)argc + 1, sizeof(*cap->argv));
+	if (!cap->argv)
+		return nomem(r);
+	for (uint64_t i = 0; i < argc; i++) {
+		if ((res = get_cstr(r, c, &cap->argv[i])) < 0)
+			return res;
+		cap->argc++;
+	}
+	if ((res = get_u(r, c, &cap->process_flags)) < 0)
+		return res;
+	cap->has_process = true;
+	return 0;
+}
+
+static int rec_event(struct reader *r, struct cursor *c, bool alloc)
+{
+	uint64_t dseq, zaddr, size = 0, stack_id = 0;
+	int res;
+	if ((res = get_many(r, c, 2, &dseq, &zaddr)) < 0)
+		return res;
+	if (alloc && (res = get_many(r, c, 2, &size, &stack_id)) < 0)
+		return res;
+	struct reports_event ev = {
+		.seq = r->prev_seq + dseq,
+		.addr = r->prev_addr + (uint64_t)capture_unzigzag(zaddr),
+		.size = size,
+		.order = r->order++,
+		.kind = alloc ? REPORTS_EVENT_ALLOC : REPORTS_EVENT_FREE,
+		.stack = REPORTS_NO_STACK,
+	};
+	r->prev_seq = ev.seq;
+	r->prev_addr = ev.addr;
+	if (alloc && (res = raw_slot(r, stack_id, &ev.stack)) < 0)
+		return res;
+	struct reports_capture *cap = r->cap;
+	if (reports_vec_push(&cap->events, &cap->n_events, &r->cap_events, &ev, sizeof(ev)) < 0)
+		return nomem(r);
+	return 0;
+}
+
+static int rec_stack(struct reader *r, struct cursor *c)
+{
+	uint64_t id, parent, ip;
+	uint32_t slot;
+	int res;
+	if ((res = get_many(r, c, 3, &id, &parent, &ip)) < 0)
+		return res;
+	if (id == 0)
+		return bad_value(r, c, "stack id", id);
+	if ((res = raw_slot(r, id, &slot)) < 0)
+		return res;
+	struct raw_node *node = &r->raw[slot];
+	if (!node->defined) {
+		/* a later duplicate of an id keeps the first description */
+		node->defined = 1;
+		node->parent_id = parent == id ? 0 : parent;
+		node->ip = ip;
+	}
+	return 0;
+}
+
+static int rec_module(struct reader *r, struct cursor *c)
+{
+	struct reports_module m = { 0 };
+	const uint8_t *bid;
+	size_t bid_len;
+	int res;
+	if ((res = get_many(r, c, 4, &m.id, &m.load_bias, &m.start, &m.end)) < 0 ||
+	    (res = get_cstr(r, c, &m.path)) < 0)
+		return res;
+	if ((res = get_str(r, c, &bid, &bid_len)) < 0) {
+		free(m.path);
+		return res;
+	}
+	if (bid_len > 0) {
+		m.build_id = malloc(bid_len);
+		if (!m.build_id) {
+			free(m.path);
+			return nomem(r);
+		}
+		memcpy(m.build_id, bid, bid_len);
+		m.build_id_len = bid_len;
+	}
+	struct reports_capture *cap = r->cap;
+	if (reports_vec_push(&cap->modules, &cap->n_modules, &r->cap_modules, &m, sizeof(m)) < 0) {
+		free(m.path);
+		free(m.build_id);
+		return nomem(r);
+	}
+	return 0;
+}
+
+static int rec_unload(struct reader *r, struct cursor *c)
+{
+	struct unload u;
+	int res = get_many(r, c, 2, &u.module_id, &u.seq);
+	if (res < 0)
+		return res;
+	if (reports_vec_push(&r->unloads, &r->n_unloads, &r->cap_unloads, &u, sizeof(u)) < 0)
+		return nomem(r);
+	return 0;
+}
+
+static int rec_sample(struct reader *r, struct cursor *c)
+{
+	struct reports_sample s;
+	int res = get_many(r, c, 5, &s.t_ns, &s.seq, &s.rss_bytes, &s.heap_bytes, &s.live_bytes);
+	if (res < 0)
+		return res;
+	struct reports_capture *cap = r->cap;
+	if (reports_vec_push(&cap->samples, &cap->n_samples, &r->cap_samples, &s, sizeof(s)) < 0)
+		return nomem(r);
+	return 0;
+}
+
+static int rec_thread(struct reader *r, struct cursor *c)
+{
+	struct reports_thread t = { 0 };
+	int res;
+	if ((res = get_many(r, c, 3, &t.tid, &t.seq, &t.event)) < 0)
+		return res;
+	if (t.event > 1)
+		return bad_value(r, c, "event", t.event);
+	if ((res = get_cstr(r, c, &t.name)) < 0)
+		return res;
+	struct reports_capture *cap = r->cap;
+	if (reports_vec_push(&cap->threads, &cap->n_threads, &r->cap_threads, &t, sizeof(t)) < 0) {
+		free(t.name);
+		return nomem(r);
+	}
+	return 0;
+}
+
+static int rec_badfree(struct reader *r, struct cursor *c)
+{
+	struct reports_badfree b;
+	uint64_t fs, as, ffs;
+	int res;
+	if ((res = get_many(r, c, 6, &b.seq, &b.kind, &b.addr, &fs, &as, &ffs)) < 0)
+		return res;
+	if (b.kind < CAPTURE_BADFREE_DOUBLE || b.kind > CAPTURE_BADFREE_FOREIGN)
+		return bad_value(r, c, "kind", b.kind);
+	if ((res = raw_slot(r, fs, &b.free_stack)) < 0 ||
+	    (res = raw_slot(r, as, &b.alloc_stack)) < 0 ||
+	    (res = raw_slot(r, ffs, &b.first_free_stack)) < 0)
+		return res;
+	struct reports_capture *cap = r->cap;
+	if (reports_vec_push(&cap->badfrees, &cap->n_badfrees, &r->cap_badfrees, &b, sizeof(b)) < 0)
+		return nomem(r);
+	return 0;
+}
+
+static int rec_stats(struct reader *r, struct cursor *c)
+{
+	struct reports_stats *st = &r->cap->stats;
+	uint64_t n;
+	int res;
+	if ((res = get_u(r, c, &n)) < 0)
+		return res;
+	if (n > STATS_CLASSES_MAX)
+		return bad_value(r, c, "number of size classes", n);
+	if (n * 4 > (uint64_t)(c->end - c->p))
+		return overrun(r, c);
+	struct reports_pool_class *classes = calloc(n ? (size_t)n : 1, sizeof(*classes));
+	if (!classes)
+		return nomem(r);
+	for (uint64_t i = 0; i < n; i++) {
+		struct reports_pool_class *k = &classes[i];
+		if ((res = get_many(r, c, 4, &k->block_size, &k->pools, &k->in_use,
+				    &k->available)) < 0) {
+			free(classes);
+			return res;
+		}
+	}
+	free(st->classes);
+	st->classes = classes;
+	st->n_classes = (size_t)n;
+	st->present = true;
+	return get_many(r, c, 8, &st->arenas_allocated, &st->arenas_reclaimed,
+			&st->arenas_highwater, &st->bytes_quantization,
+			&st->bytes_pool_headers, &st->bytes_empty_pools, &st->large_blocks,
+			&st->large_bytes);
+}
+
+static int rec_note(struct reader *r, struct cursor *c)
+{
+	struct reports_note n = { 0 };
+	int res;
+	if ((res = get_many(r, c, 2, &n.seq, &n.level)) < 0)
+		return res;
+	if (n.level > 2)
+		return bad_value(r, c, "level", n.level);
+	if ((res = get_cstr(r, c, &n.text)) < 0)
+		return res;
+	struct reports_capture *cap = r->cap;
+	if (reports_vec_push(&cap->notes, &cap->n_notes, &r->cap_notes, &n, sizeof(n)) < 0) {
+		free(n.text);
+		return nomem(r);
+	}
+	return 0;
+}
+
+static int rec_lost(struct reader *r, struct cursor *c)
+{
+	uint64_t n;
+	int res = get_u(r, c, &n);
+	if (res < 0)
+		return res;
+	uint64_t *lost = &r->cap->lost_events;
+	*lost = *lost + n < *lost ? UINT64_MAX : *lost + n;
+	return 0;
+}
+
+static int rec_end(struct reader *r, struct cursor *c)
+{
+	struct reports_capture *cap = r->cap;
+	int res;
+	if (cap->has_end)
+		return fail(r, r->record_off, "corrupt capture: a second END record");
+	if ((res = get_many(r, c, 5, &cap->end_t_ns, &cap->end_seq, &cap->end_how,
+			    &cap->end_status, &cap->end_signal)) < 0)
+		return res;
+	if (cap->end_how > CAPTURE_END_EXEC)
+		return bad_value(r, c, "end kind", cap->end_how);
+	cap->has_end = true;
+	return 0;
+}
+
+static int rec_scan(struct reader *r, struct cursor *c)
+{
+	struct reports_scan s;
+	int res = get_many(r, c, 3, &s.n_blocks, &s.n_edges, &s.flags);
+	if (res < 0)
+		return res;
+	struct reports_capture *cap = r->cap;
+	if (reports_vec_push(&cap->scans, &cap->n_scans, &r->cap_scans, &s, sizeof(s)) < 0)
+		return nomem(r);
+	return 0;
+}
+
+static int in_scan(struct reader *r, const struct cursor *c, size_t *scan)
+{
+	if (r->cap->n_scans == 0)
+		return fail(r, r->record_off, "corrupt capture: %s record before any SCAN",
+			    tag_names[c->tag]);
+	*scan = r->cap->n_scans - 1;
+	return 0;
+}
+
+static int rec_scanblock(struct reader *r, struct cursor *c)
+{
+	struct reports_scan_block b;
+	uint64_t stack_id;
+	int res;
+	if ((res = get_many(r, c, 6, &b.addr, &b.size, &stack_id, &b.seq, &b.kind,
+			    &b.indirect_of)) < 0)
+		return res;
+	if (b.kind > CAPTURE_LEAK_DEFINITE)
+		return bad_value(r, c, "kind", b.kind);
+	if ((res = in_scan(r, c, &b.scan)) < 0)
+		return res;
+	if ((res = raw_slot(r, stack_id, &b.stack)) < 0)
+		return res;
+	struct reports_capture *cap = r->cap;
+	if (reports_vec_push(&cap->scan_blocks, &cap->n_scan_blocks, &r->cap_scan_blocks, &b,
+			     sizeof(b)) < 0)
+		return nomem(r);
+	return 0;
+}
+
+static int rec_scanedge(struct reader *r, struct cursor *c)
+{
+	struct reports_scan_edge e;
+	int res = get_many(r, c, 3, &e.from, &e.offset, &e.to);
+	if (res < 0 || (res = in_scan(r, c, &e.scan)) < 0)
+		return res;
+	struct reports_capture *cap = r->cap;
+	if (reports_vec_push(&cap->scan_edges, &cap->n_scan_edges, &r->cap_scan_edges, &e,
+			     sizeof(e)) < 0)
+		return nomem(r);
+	return 0;
+}
+
+static int rec_objtype(struct reader *r, struct cursor *c)
+{
+	struct reports_objtype t = { 0 };
+	int res;
+	if ((res = get_u(r, c, &t.id)) < 0 || (res = get_cstr(r, c, &t.name)) < 0)
+		return res;
+	if ((res = get_u(r, c, &t.body_size)) < 0) {
+		free(t.name);
+		return res;
+	}
+	struct reports_capture *cap = r->cap;
+	if (reports_vec_push(&cap->objtypes, &cap->n_objtypes, &r->cap_objtypes, &t, sizeof(t)) < 0) {
+		free(t.name);
+		return nomem(r);
+	}
+	return 0;
+}
+
+static int rec_object(struct reader *r, struct cursor *c)
+{
+	struct reports_object o;
+	int res = get_many(r, c, 5, &o.addr, &o.type_id, &o.refcount, &o.flags, &o.snapshot);
+	if (res < 0)
+		return res;
+	struct reports_capture *cap = r->cap;
+	if (reports_vec_push(&cap->objects, &cap->n_objects, &r->cap_objects, &o, sizeof(o)) < 0)
+		return nomem(r);
+	return 0;
+}
+
+static int rec_objedge(struct reader *r, struct cursor *c)
+{
+	struct reports_objedge e;
+	int res = get_many(r, c, 3, &e.from, &e.to, &e.snapshot);
+	if (res < 0)
+		return res;
+	struct reports_capture *cap = r->cap;
+	if (reports_vec_push(&cap->objedges, &cap->n_objedges, &r->cap_objedges, &e, sizeof(e)) < 0)
+		return nomem(r);
+	return 0;
+}
+
+static int rec_snapshot(struct reader *r, struct cursor *c)
+{
+	struct reports_snapshot s = { 0 };
+	int res;
+	if ((res = get_many(r, c, 3, &s.id, &s.t_ns, &s.seq)) < 0 ||
+	    (res = get_cstr(r, c, &s.label)) < 0)
+		return res;
+	struct reports_capture *cap = r->cap;
+	if (reports_vec_push(&cap->snapshots, &cap->n_snapshots, &r->cap_snapshots, &s,
+			     sizeof(s)) < 0) {
+		free(s.label);
+		return nomem(r);
+	}
+	return 0;
+}
+
+static int read_record(struct reader *r, struct cursor *c)
+{
+	switch (c->tag) {
+	case CAPTURE_PROCESS: return rec_process(r, c);
+	case CAPTURE_ALLOC: return rec_event(r, c, true);
+	case CAPTURE_FREE: return rec_event(r, c, false);
+	case CAPTURE_STACK: return rec_stack(r, c);
+	case CAPTURE_MODULE: return rec_module(r, c);
+	case CAPTURE_UNLOAD: return rec_unload(r, c);
+	case CAPTURE_SAMPLE: return rec_sample(r, c);
+	case CAPTURE_THREAD: return rec_thread(r, c);
+	case CAPTURE_BADFREE: return rec_badfree(r, c);
+	case CAPTURE_STATS: return rec_stats(r, c);
+	case CAPTURE_NOTE: return rec_note(r, c);
+	case CAPTURE_LOST: return rec_lost(r, c);
+	case CAPTURE_END: return rec_end(r, c);
+	case CAPTURE_SCAN: return rec_scan(r, c);
+	case CAPTURE_SCANBLOCK: return rec_scanblock(r, c);
+	case CAPTURE_SCANEDGE: return rec_scanedge(r, c);
+	case CAPTURE_OBJTYPE: return rec_objtype(r, c);
+	case CAPTURE_OBJECT: return rec_object(r, c);
+	case CAPTURE_OBJEDGE: return rec_objedge(r, c);
+	case CAPTURE_SNAPSHOT: return rec_snapshot(r, c);
+	}
+	return fail(r, r->record_off, "corrupt capture: unknown record tag %d", c->tag);
+}
+
+static int read_chunk(struct reader *r, uint64_t off, const uint8_t *payload, size_t len)
+{
+	struct cursor c = { .p = payload, .end = payload + len };
+	r->prev_seq = 0;
+	r->prev_addr = 0;
+	while (c.p < c.end) {
+		r->record_off = off + (uint64_t)(c.p - payload);
+		c.tag = *c.p++;
+		if (c.tag < 1 || c.tag > CAPTURE_TAG_MAX)
+			return fail(r, r->record_off, "corrupt capture: unknown record tag %d",
+				    c.tag);
+		int res = read_record(r, &c);
+		if (res < 0)
+			return res;
+	}
+	return 0;
+}
+
+static int read_chunks(struct reader *r)
+{
+	struct reports_capture *cap = r->cap;
+	size_t off = CAPTURE_HEADER_SIZE;
+	while (off < r->len) {
+		if (r->len - off < CAPTURE_CHUNK_HEADER_SIZE) {
+			cap->truncated = true;
+			cap->truncated_at = off;
+			break;
+		}
+		const uint8_t *h = r->data + off;
+		uint32_t magic = le32(h), plen = le32(h + 4), sum = le32(h + 12);
+		if (magic != CAPTURE_CHUNK_MAGIC)
+			return fail(r, off, "corrupt capture: bad chunk magic 0x%08x", magic);
+		if (plen > CAPTURE_CHUNK_MAX)
+			return fail(r, off, "corrupt capture: chunk of %u bytes (at most %u)", plen,
+				    CAPTURE_CHUNK_MAX);
+		if (plen > r->len - off - CAPTURE_CHUNK_HEADER_SIZE) {
+			cap->truncated = true;
+			cap->truncated_at = off;
+			break;
+		}
+		const uint8_t *payload = h + CAPTURE_CHUNK_HEADER_SIZE;
+		uint32_t want = capture_checksum(payload, plen);
+		if (want != sum)
+			return fail(r, off,
+				    "corrupt capture: chunk checksum mismatch (stored 0x%08x, computed 0x%08x)",
+				    sum, want);
+		int res = read_chunk(r, off + CAPTURE_CHUNK_HEADER_SIZE, payload, plen);
+		if (res < 0)
+			return res;
+		cap->n_chunks++;
+		off += CAPTURE_CHUNK_HEADER_SIZE + plen;
+	}
+	return 0;
+}
+
+static int cmp_event(const void *a, const void *b)
+{
+	const struct reports_event *x = a, *y = b;
+	if (x->seq != y->seq)
+		return x->seq < y->seq ? -1 : 1;
+	return x->order < y->order ? -1 : x->order > y->order;
+}
+
+static int cmp_sample(const void *a, const void *b)
+{
+	const struct reports_sample *x = a, *y = b;
+	if (x->seq != y->seq)
+		return x->seq < y->seq ? -1 : 1;
+	return x->t_ns < y->t_ns ? -1 : x->t_ns > y->t_ns;
+}
+
+static void apply_unloads(struct reader *r)
+{
+	struct reports_capture *cap = r->cap;
+	for (size_t i = 0; i < r->n_unloads; i++) {
+		for (size_t m = 0; m < cap->n_modules; m++) {
+			if (cap->modules[m].id == r->unloads[i].module_id &&
+			    !cap->modules[m].unloaded) {
+				cap->modules[m].unloaded = true;
+				cap->modules[m].unload_seq = r->unloads[i].seq;
+				break;
+			}
+		}
+	}
+}
+
+static int read_all(struct reader *r)
+{
+	if (r->len < CAPTURE_HEADER_SIZE) {
+		size_t n = r->len < CAPTURE_MAGIC_LEN ? r->len : CAPTURE_MAGIC_LEN;
+		if (r->len == 0)
+			return fail(r, 0, "empty file, not a memprof capture");
+		if (memcmp(r->data, CAPTURE_MAGIC, n) != 0)
+			return fail(r, 0, "not a memprof capture (bad magic)");
+		return fail(r, r->len, "capture truncated inside its %u-byte header",
+			    CAPTURE_HEADER_SIZE);
+	}
+	if (memcmp(r->data, CAPTURE_MAGIC, CAPTURE_MAGIC_LEN) != 0)
+		return fail(r, 0, "not a memprof capture (bad magic)");
+	uint32_t version = le32(r->data + 8), hsize = le32(r->data + 12);
+	if (version != CAPTURE_VERSION)
+		return fail(r, 8, "unsupported capture version %u (this memprof reads version %u)",
+			    version, CAPTURE_VERSION);
+	if (hsize != CAPTURE_HEADER_SIZE)
+		return fail(r, 12, "corrupt capture: header size %u (expected %u)", hsize,
+			    CAPTURE_HEADER_SIZE);
+	int res = read_chunks(r);
+	if (res < 0)
+		return res;
+	if ((res = resolve_stacks(r)) < 0)
+		return res;
+	apply_unloads(r);
+	struct reports_capture *cap = r->cap;
+	if (cap->n_events > 1)
+		qsort(cap->events, cap->n_events, sizeof(*cap->events), cmp_event);
+	if (cap->n_samples > 1)
+		qsort(cap->samples, cap->n_samples, sizeof(*cap->samples), cmp_sample);
+	cap->incomplete = cap->truncated || !cap->has_end;
+	cap->file_size = r->len;
+	return 0;
+}
+
+int reports_capture_load_buffer(const uint8_t *data, size_t len,
+				struct reports_capture **out,
+				struct reports_error *err)
+{
+	struct reader r = { .data = data, .len = len, .err = err };
+	if (err)
+		memset(err, 0, sizeof(*err));
+	*out = NULL;
+	r.cap = calloc(1, sizeof(*r.cap));
+	if (!r.cap)
+		return nomem(&r);
+	int res = read_all(&r);
+	free(r.raw);
+	free(r.canon_slots);
+	free(r.unloads);
+	reports_map_finish(&r.raw_by_id);
+	if (res < 0) {
+		reports_capture_destroy(r.cap);
+		return res;
+	}
+	*out = r.cap;
+	return 0;
+}
+
+static int sys_error(struct reports_error *err, int errnum, const char *what)
+{
+	if (err) {
+		err->offset = 0;
+		snprintf(err->message, sizeof(err->message), "%s: %s", what, strerror(errnum));
+	}
+	return -errnum;
+}
+
+int reports_capture_load_file(const char *path, struct reports_capture **out,
+			      struct reports_error *err)
+{
+	*out = NULL;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return sys_error(err, errno, "cannot open");
+	struct stat st;
+	if (fstat(fd, &st) < 0) {
+		int e = errno;
+		close(fd);
+		return sys_error(err, e, "cannot read");
+	}
+	if (S_ISDIR(st.st_mode)) {
+		close(fd);
+		return sys_error(err, EISDIR, "cannot read");
+	}
+	uint8_t *data = NULL;
+	size_t len = 0;
+	bool mapped = false;
+	if (S_ISREG(st.st_mode) && st.st_size > 0) {
+		len = (size_t)st.st_size;
+		data = mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0);
+		if (data == MAP_FAILED) {
+			int e = errno;
+			close(fd);
+			return sys_error(err, e, "cannot map");
+		}
+		mapped = true;
+	} else if (!S_ISREG(st.st_mode)) {
+		/* a pipe or a device: read it all */
+		size_t cap = 0;
+		for (;;) {
+			if (reports_vec_reserve(&data, &cap, len + 65536, 1) < 0) {
+				free(data);
+				close(fd);
+				return sys_error(err, ENOMEM, "cannot read");
+			}
+			ssize_t n = read(fd, data + len, cap - len);
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n < 0) {
+				int e = errno;
+				free(data);
+				close(fd);
+				return sys_error(err, e, "cannot read");
+			}
+			if (n == 0)
+				break;
+			len += (size_t)n;
+		}
+	}
+	close(fd);
+	int res = reports_capture_load_buffer(data ? data : (const uint8_t *)"", len, out, err);
+	if (mapped)
+		munmap(data, len);
+	else
+		free(data);
+	return res;
+}
+
+void reports_capture_destroy(struct reports_capture *cap)
+{
+	if (!cap)
+		return;
+	free(cap->exe);
+	for (size_t i = 0; i < cap->argc; i++)
+		free(cap->argv[i]);
+	free(cap->argv);
+	free(cap->events);
+	free(cap->nodes);
+	for (size_t i = 0; i < cap->n_modules; i++) {
+		free(cap->modules[i].path);
+		free(cap->modules[i].build_id);
+	}
+	free(cap->modules);
+	free(cap->samples);
+	for (size_t i = 0; i < cap->n_threads; i++)
+		free(cap->threads[i].name);
+	free(cap->threads);
+	free(cap->badfrees);
+	for (size_t i = 0; i < cap->n_notes; i++)
+		free(cap->notes[i].text);
+	free(cap->notes);
+	free(cap->stats.classes);
+	free(cap->scans);
+	free(cap->scan_blocks);
+	free(cap->scan_edges);
+	for (size_t i = 0; i < cap->n_objtypes; i++)
+		free(cap->objtypes[i].name);
+	free(cap->objtypes);
+	free(cap->objects);
+	free(cap->objedges);
+	for (size_t i = 0; i < cap->n_snapshots; i++)
+		free(cap->snapshots[i].label);
+	free(cap->snapshots);
+	free(cap);
+}
+
+void reports_capture_drop_events(struct reports_capture *cap)
+{
+	free(cap->events);
+	cap->events = NULL;
+	cap->n_events = 0;
+}
+
+size_t reports_stack_ips(const struct reports_capture *cap, uint32_t stack,
+			 uint64_t *ips, size_t max)
+{
+	size_t n = 0;
+	while (stack != REPORTS_NO_STACK && stack < cap->n_nodes &&
+	       n < REPORTS_STACK_DEPTH_MAX) {
+		if (n < max)
+			ips[n] = cap->nodes[stack].ip;
+		n++;
+		stack = cap->nodes[stack].parent;
+	}
+	return n;
+}
+
+uint64_t reports_capture_time_of_seq(const struct reports_capture *cap, uint64_t seq)
+{
+	/* points: (0, 0), the samples in seq order, then END */
+	uint64_t s0 = 0, t0 = 0;
+	size_t n = cap->n_samples + (cap->has_end ? 1 : 0);
+	for (size_t i = 0; i < n; i++) {
+		uint64_t s1, t1;
+		if (i < cap->n_samples) {
+			s1 = cap->samples[i].seq;
+			t1 = cap->samples[i].t_ns;
+		} else {
+			s1 = cap->end_seq;
+			t1 = cap->end_t_ns;
+		}
+		if (s1 < s0 || t1 < t0)
+			continue; /* out of order: skip the point */
+		if (seq <= s1) {
+			if (s1 == s0)
+				return t0;
+			long double f = (long double)(seq - s0) / (long double)(s1 - s0);
+			return t0 + (uint64_t)(f * (long double)(t1 - t0));
+		}
+		s0 = s1;
+		t0 = t1;
+	}
+	return t0;
+}
+
+void reports_capture_outcome(const struct reports_capture *cap, struct reports_outcome *out)
+{
+	memset(out, 0, sizeof(*out));
+	if (!cap->has_end || cap->end_how == CAPTURE_END_EXEC)
+		return;
+	out->known = true;
+	if (cap->end_signal > 0 && cap->end_signal < 128 &&
+	    (cap->end_how == CAPTURE_END_SIGNAL || cap->end_how == CAPTURE_END_ABORT)) {
+		out->signal = (int)cap->end_signal;
+		out->exit_status = 128 + out->signal;
+	} else {
+		out->exit_status = (int)(cap->end_status & 0xff);
+	}
+}

@@ -1,0 +1,570 @@
+/*
+ * analysis.c: what the reports say about a capture: totals, the peak of
+ * live bytes and who made it, allocation sites, tracemalloc's 'lineno'
+ * view and the blocks still live at exit classified by leak kind.  Entry
+ * point: reports_analysis_run().
+ *
+ * The events are replayed in sequence order against a map of live blocks,
+ * where a FREE frees the oldest live block at its address (a realloc in
+ * place is an ALLOC of the address still live, then a FREE of it).
+ * The first replay counts everything and finds the event where live bytes
+ * reach their peak; a second replay stops at that event and credits each
+ * block then live to its site (peak_bytes).  What is live after the last
+ * event is "live at exit"; with SCAN records each such block takes the
+ * scan's kind (a block the scan did not see is reachable), without them
+ * every one is reachable.  Memory stays proportional to the live blocks
+ * and the sites, not to the events.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <memprof/capture.h>
+
+#include "reports-private.h"
+#include "reports.h"
+
+#define NO_SLOT UINT32_MAX
+
+struct block {
+	uint64_t addr;
+	uint64_t size;
+	uint32_t site;
+	uint32_t next; /* a newer live block at the same address, or NO_SLOT */
+};
+
+/* The live blocks of a replay: a map from address to the slot of its
+ * oldest live block in blocks[], newer ones chained through next; freed
+ * slots reused through a free list. */
+struct replay {
+	struct reports_map live;
+	size_t n_live;
+	struct block *blocks;
+	size_t n_blocks, cap_blocks;
+	uint32_t *free_slots;
+	size_t n_free, cap_free;
+	uint64_t live_bytes;
+};
+
+struct builder {
+	const struct reports_capture *cap;
+	struct reports_analysis *an;
+	struct reports_map site_of_stack; /* stack node (+1 for none) -> site */
+	size_t cap_sites;
+};
+
+static void replay_finish(struct replay *rp)
+{
+	reports_map_finish(&rp->live);
+	free(rp->blocks);
+	free(rp->free_slots);
+}
+
+static int replay_remove(struct replay *rp, uint64_t addr, struct block *out)
+{
+	uint32_t slot;
+	if (!reports_map_get(&rp->live, addr, &slot))
+		return 0;
+	*out = rp->blocks[slot];
+	if (out->next != NO_SLOT) {
+		if (reports_map_put(&rp->live, addr, out->next) < 0)
+			return -ENOMEM;
+	} else {
+		reports_map_remove(&rp->live, addr, NULL);
+	}
+	rp->n_live--;
+	rp->live_bytes -= out->size;
+	if (reports_vec_push(&rp->free_slots, &rp->n_free, &rp->cap_free, &slot, sizeof(slot)) < 0)
+		return -ENOMEM;
+	return 1;
+}
+
+/* Applies one event; for a FREE, returns 1 with the freed block in *freed,
+ * or 0 when no block was live there. */
+static int replay_apply(struct replay *rp, const struct reports_event *ev, uint32_t site,
+			struct block *freed)
+{
+	if (ev->kind == REPORTS_EVENT_FREE)
+		return replay_remove(rp, ev->addr, freed);
+	uint32_t slot;
+	struct block b = { ev->addr, ev->size, site, NO_SLOT };
+	if (rp->n_free > 0) {
+		slot = rp->free_slots[--rp->n_free];
+		rp->blocks[slot] = b;
+	} else {
+		if (rp->n_blocks >= UINT32_MAX - 1)
+			return -ENOMEM;
+		slot = (uint32_t)rp->n_blocks;
+		if (reports_vec_push(&rp->blocks, &rp->n_blocks, &rp->cap_blocks, &b, sizeof(b)) < 0)
+			return -ENOMEM;
+	}
+	uint32_t old;
+	if (reports_map_get(&rp->live, ev->addr, &old)) {
+		while (rp->blocks[old].next != NO_SLOT)
+			old = rp->blocks[old].next;
+		rp->blocks[old].next = slot;
+	} else if (reports_map_put(&rp->live, ev->addr, slot) < 0) {
+		return -ENOMEM;
+	}
+	rp->n_live++;
+	rp->live_bytes += ev->size;
+	return 0;
+}
+
+/* Calls fn for every live block of a replay. */
+static void replay_foreach(struct replay *rp, void (*fn)(struct block *b, void *arg), void *arg)
+{
+	for (size_t j = 0; rp->live.vals && j <= rp->live.mask; j++) {
+		if (!rp->live.vals[j])
+			continue;
+		for (uint32_t s = rp->live.vals[j] - 1; s != NO_SLOT; s = rp->blocks[s].next)
+			fn(&rp->blocks[s], arg);
+	}
+}
+
+static int site_of(struct builder *bd, uint32_t stack, uint32_t *out)
+{
+	uint64_t key = (uint64_t)stack + 1;
+	if (reports_map_get(&bd->site_of_stack, key, out))
+		return 0;
+	struct reports_analysis *an = bd->an;
+	struct reports_site s = { .stack = stack };
+	if (an->n_sites >= UINT32_MAX - 1 ||
+	    reports_vec_push(&an->sites, &an->n_sites, &bd->cap_sites, &s, sizeof(s)) < 0)
+		return -ENOMEM;
+	*out = (uint32_t)an->n_sites - 1;
+	return reports_map_put(&bd->site_of_stack, key, *out);
+}
+
+/* First replay: totals, sites, the peak, and the blocks live at the end
+ * (left in rp). */
+static int count_all(struct builder *bd, struct replay *rp, size_t *peak_index)
+{
+	const struct reports_capture *cap = bd->cap;
+	struct reports_totals *t = &bd->an->totals;
+	*peak_index = SIZE_MAX;
+	for (size_t i = 0; i < cap->n_events; i++) {
+		const struct reports_event *ev = &cap->events[i];
+		uint32_t site = 0;
+		struct block freed;
+		int res;
+		if (ev->kind == REPORTS_EVENT_ALLOC) {
+			if ((res = site_of(bd, ev->stack, &site)) < 0)
+				return res;
+			struct reports_site *s = &bd->an->sites[site];
+			s->allocations++;
+			s->bytes += ev->size;
+			t->allocations++;
+			t->bytes_allocated += ev->size;
+		} else {
+			t->frees++;
+		}
+		if ((res = replay_apply(rp, ev, site, &freed)) < 0)
+			return res;
+		if (ev->kind == REPORTS_EVENT_FREE && res == 0)
+			bd->an->unmatched_frees++;
+		if (rp->live_bytes > t->peak_bytes) {
+			t->peak_bytes = rp->live_bytes;
+			t->peak_seq = ev->seq;
+			*peak_index = i;
+		}
+	}
+	return 0;
+}
+
+static void credit_block(struct block *b, void *arg)
+{
+	struct reports_analysis *an = arg;
+	an->sites[b->site].peak_bytes += b->size;
+}
+
+/* Second replay, up to the peak: what each site had live then. */
+static int credit_peak(struct builder *bd, size_t peak_index)
+{
+	const struct reports_capture *cap = bd->cap;
+	struct replay rp = { 0 };
+	int res = 0;
+	for (size_t i = 0; i <= peak_index && i < cap->n_events && res >= 0; i++) {
+		const struct reports_event *ev = &cap->events[i];
+		uint32_t site = 0;
+		struct block freed;
+		if (ev->kind == REPORTS_EVENT_ALLOC) {
+			/* the site exists: the first replay made it */
+			if (!reports_map_get(&bd->site_of_stack, (uint64_t)ev->stack + 1, &site))
+				site = 0;
+		}
+		res = replay_apply(&rp, ev, site, &freed);
+	}
+	if (res >= 0)
+		replay_foreach(&rp, credit_block, bd->an);
+	replay_finish(&rp);
+	return res < 0 ? res : 0;
+}
+
+static enum reports_leak_kind kind_of_scan(uint64_t kind)
+{
+	switch (kind) {
+	case CAPTURE_LEAK_DEFINITE: return REPORTS_LEAK_DEFINITE;
+	case CAPTURE_LEAK_INDIRECT: return REPORTS_LEAK_INDIRECT;
+	case CAPTURE_LEAK_POSSIBLE: return REPORTS_LEAK_POSSIBLE;
+	default: return REPORTS_LEAK_REACHABLE;
+	}
+}
+
+struct classified {
+	uint64_t addr;
+	uint64_t size;
+	uint64_t indirect_of;
+	uint32_t stack;
+	enum reports_leak_kind kind;
+	uint32_t record;
+};
+
+static int cmp_classified(const void *a, const void *b)
+{
+	const struct classified *x = a, *y = b;
+	if (x->kind != y->kind)
+		return x->kind < y->kind ? -1 : 1;
+	if (x->stack != y->stack)
+		return x->stack < y->stack ? -1 : 1;
+	return x->addr < y->addr ? -1 : x->addr > y->addr;
+}
+
+static int cmp_record(const void *a, const void *b)
+{
+	const struct reports_leak_record *x = a, *y = b;
+	uint64_t sx = x->bytes + x->indirect_bytes, sy = y->bytes + y->indirect_bytes;
+	if (sx != sy)
+		return sx < sy ? -1 : 1;
+	if (x->blocks != y->blocks)
+		return x->blocks < y->blocks ? -1 : 1;
+	if (x->kind != y->kind)
+		return x->kind > y->kind ? -1 : 1;
+	return x->stack < y->stack ? -1 : x->stack > y->stack;
+}
+
+struct classify_ctx {
+	const struct reports_capture *cap;
+	struct reports_analysis *an;
+	struct reports_map *scan;
+	struct classified *cl;
+	size_t n;
+};
+
+static void classify_block(struct block *b, void *arg)
+{
+	struct classify_ctx *x = arg;
+	struct reports_analysis *an = x->an;
+	struct reports_site *site = &an->sites[b->site];
+	struct classified *c = &x->cl[x->n++];
+	c->addr = b->addr;
+	c->size = b->size;
+	c->stack = site->stack;
+	c->kind = REPORTS_LEAK_REACHABLE;
+	uint32_t sb;
+	if (reports_map_get(x->scan, b->addr, &sb)) {
+		c->kind = kind_of_scan(x->cap->scan_blocks[sb].kind);
+		c->indirect_of = x->cap->scan_blocks[sb].indirect_of;
+	}
+	site->leaked_bytes += b->size;
+	site->leaked_blocks++;
+	an->totals.live_blocks_at_exit++;
+	an->totals.live_bytes_at_exit += b->size;
+	an->leaks[c->kind].bytes += b->size;
+	an->leaks[c->kind].blocks++;
+}
+
+/* The scan that classifies: the last one made at exit, else the last. */
+static size_t chosen_scan(const struct reports_capture *cap)
+{
+	for (size_t i = cap->n_scans; i-- > 0;)
+		if (cap->scans[i].flags & CAPTURE_SCAN_AT_EXIT)
+			return i;
+	return cap->n_scans - 1;
+}
+
+/* Classifies the blocks live at the end and groups them into records. */
+static int classify(struct builder *bd, struct replay *rp)
+{
+	const struct reports_capture *cap = bd->cap;
+	struct reports_analysis *an = bd->an;
+	struct reports_map scan = { 0 }; /* address -> block of the chosen scan */
+	struct classified *cl = NULL;
+	size_t n = 0;
+	int res = -ENOMEM;
+
+	an->scanned = cap->n_scans > 0;
+	if (an->scanned) {
+		size_t chosen = chosen_scan(cap);
+		an->scan_partial = cap->scans[chosen].flags & CAPTURE_SCAN_PARTIAL;
+		for (size_t i = 0; i < cap->n_scan_blocks; i++)
+			if (cap->scan_blocks[i].scan == chosen &&
+			    (i >= UINT32_MAX ||
+			     reports_map_put(&scan, cap->scan_blocks[i].addr, (uint32_t)i) < 0))
+				goto out;
+	}
+	cl = calloc(rp->n_live ? rp->n_live : 1, sizeof(*cl));
+	if (!cl)
+		goto out;
+	struct classify_ctx ctx = { cap, an, &scan, cl, 0 };
+	replay_foreach(rp, classify_block, &ctx);
+	n = ctx.n;
+	if (n > 1)
+		qsort(cl, n, sizeof(*cl), cmp_classified);
+	/* one record per (kind, stack); remember each block's record */
+	size_t cap_records = 0;
+	reports_map_finish(&scan);
+	for (size_t i = 0; i < n; i++) {
+		struct reports_leak_record *last =
+			an->n_leak_records ? &an->leak_records[an->n_leak_records - 1] : NULL;
+		if (!last || last->kind != cl[i].kind || last->stack != cl[i].stack) {
+			struct reports_leak_record rec = { .kind = cl[i].kind, .stack = cl[i].stack };
+			if (reports_vec_push(&an->leak_records, &an->n_leak_records, &cap_records,
+					     &rec, sizeof(rec)) < 0)
+				goto out;
+			last = &an->leak_records[an->n_leak_records - 1];
+		}
+		last->bytes += cl[i].size;
+		last->blocks++;
+		cl[i].record = (uint32_t)an->n_leak_records - 1;
+		if (reports_map_put(&scan, cl[i].addr, (uint32_t)i) < 0)
+			goto out;
+	}
+	/* indirectly lost blocks count with the record of the block they hang off */
+	for (size_t i = 0; i < n; i++) {
+		if (cl[i].kind != REPORTS_LEAK_INDIRECT || !cl[i].indirect_of)
+			continue;
+		uint32_t owner;
+		if (!reports_map_get(&scan, cl[i].indirect_of, &owner) ||
+		    cl[owner].kind == REPORTS_LEAK_INDIRECT)
+			continue;
+		struct reports_leak_record *rec = &an->leak_records[cl[owner].record];
+		rec->indirect_bytes += cl[i].size;
+		rec->indirect_blocks++;
+	}
+	if (an->n_leak_records > 1)
+		qsort(an->leak_records, an->n_leak_records, sizeof(*an->leak_records), cmp_record);
+	res = 0;
+out:
+	reports_map_finish(&scan);
+	free(cl);
+	return res;
+}
+
+/* ---- the lineno view ---------------------------------------------------- */
+
+static int cmp_str(const char *a, const char *b)
+{
+	if (!a || !b)
+		return (a != NULL) - (b != NULL);
+	return strcmp(a, b);
+}
+
+static int cmp_lineno_key(const void *a, const void *b)
+{
+	const struct reports_lineno *x = a, *y = b;
+	int c = cmp_str(x->file, y->file);
+	if (c)
+		return c;
+	if (x->line != y->line)
+		return x->line < y->line ? -1 : 1;
+	if (x->file)
+		return 0;
+	if ((c = cmp_str(x->function, y->function)) || (c = cmp_str(x->module, y->module)))
+		return c;
+	if (x->function)
+		return 0;
+	return x->address < y->address ? -1 : x->address > y->address;
+}
+
+static int cmp_lineno_bytes(const void *a, const void *b)
+{
+	const struct reports_lineno *x = a, *y = b;
+	if (x->bytes != y->bytes)
+		return x->bytes > y->bytes ? -1 : 1;
+	if (x->allocations != y->allocations)
+		return x->allocations > y->allocations ? -1 : 1;
+	return cmp_lineno_key(a, b);
+}
+
+/* The frame a site is shown by: the first frame of the program (not an
+ * allocator wrapper) that has a line, else the first such frame at all. */
+static void lineno_key(struct reports_symbolizer *sym, const struct reports_capture *cap,
+		       uint32_t stack, struct reports_frames *fr, struct reports_lineno *key)
+{
+	memset(key, 0, sizeof(*key));
+	if (!sym) {
+		uint64_t ip = 0;
+		if (reports_stack_ips(cap, stack, &ip, 1) > 0)
+			key->address = ip;
+		return;
+	}
+	if (reports_stack_symbolize(sym, cap, stack, fr) < 0)
+		return;
+	const struct reports_frame *pick = NULL;
+	for (size_t i = 0; i < fr->n; i++) {
+		const struct reports_frame *f = fr->v[i];
+		if (reports_frame_is_allocator(f))
+			continue;
+		if (!pick)
+			pick = f;
+		if (f->file) {
+			pick = f;
+			break;
+		}
+	}
+	if (!pick && fr->n > 0)
+		pick = fr->v[0];
+	if (pick) {
+		key->file = pick->file;
+		key->line = pick->file ? pick->line : 0;
+		key->function = pick->function;
+		key->module = pick->module;
+		key->address = pick->address;
+	}
+}
+
+static int build_lineno(struct builder *bd, struct reports_symbolizer *sym)
+{
+	struct reports_analysis *an = bd->an;
+	struct reports_frames fr = { 0 };
+	struct reports_lineno *v = calloc(an->n_sites ? an->n_sites : 1, sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	for (size_t i = 0; i < an->n_sites; i++) {
+		const struct reports_site *s = &an->sites[i];
+		lineno_key(sym, bd->cap, s->stack, &fr, &v[i]);
+		v[i].allocations = s->allocations;
+		v[i].bytes = s->bytes;
+		v[i].peak_bytes = s->peak_bytes;
+		v[i].leaked_bytes = s->leaked_bytes;
+	}
+	reports_frames_finish(&fr);
+	if (an->n_sites > 1)
+		qsort(v, an->n_sites, sizeof(*v), cmp_lineno_key);
+	size_t n = 0;
+	for (size_t i = 0; i < an->n_sites; i++) {
+		if (n > 0 && cmp_lineno_key(&v[n - 1], &v[i]) == 0) {
+			v[n - 1].allocations += v[i].allocations;
+			v[n - 1].bytes += v[i].bytes;
+			v[n - 1].peak_bytes += v[i].peak_bytes;
+			v[n - 1].leaked_bytes += v[i].leaked_bytes;
+		} else {
+			v[n++] = v[i];
+		}
+	}
+	if (n > 1)
+		qsort(v, n, sizeof(*v), cmp_lineno_bytes);
+	an->lineno = v;
+	an->n_lineno = n;
+	return 0;
+}
+
+/* ---- sorting sites ------------------------------------------------------ */
+
+struct sort_ctx {
+	const struct reports_site *sites;
+	enum reports_site_order how;
+};
+
+static int cmp3(uint64_t a, uint64_t b)
+{
+	return a > b ? -1 : a < b;
+}
+
+static int cmp_sites(const struct reports_site *x, const struct reports_site *y,
+		     enum reports_site_order how)
+{
+	int c = 0;
+	switch (how) {
+	case REPORTS_SITES_BY_PEAK:
+		if ((c = cmp3(x->peak_bytes, y->peak_bytes)) || (c = cmp3(x->bytes, y->bytes)))
+			return c;
+		break;
+	case REPORTS_SITES_BY_BYTES:
+		if ((c = cmp3(x->bytes, y->bytes)) || (c = cmp3(x->allocations, y->allocations)))
+			return c;
+		break;
+	case REPORTS_SITES_BY_COUNT:
+		if ((c = cmp3(x->allocations, y->allocations)) || (c = cmp3(x->bytes, y->bytes)))
+			return c;
+		break;
+	}
+	return x->stack < y->stack ? -1 : x->stack > y->stack;
+}
+
+void reports_sites_sort(const struct reports_analysis *an, enum reports_site_order how,
+			size_t *order)
+{
+	/* insertion into place with a binary search: no qsort context needed */
+	for (size_t i = 0; i < an->n_sites; i++) {
+		size_t lo = 0, hi = i;
+		while (lo < hi) {
+			size_t mid = lo + (hi - lo) / 2;
+			if (cmp_sites(&an->sites[order[mid]], &an->sites[i], how) <= 0)
+				lo = mid + 1;
+			else
+				hi = mid;
+		}
+		memmove(&order[lo + 1], &order[lo], (i - lo) * sizeof(*order));
+		order[lo] = i;
+	}
+}
+
+static int cmp_site_peak(const void *a, const void *b)
+{
+	return cmp_sites(a, b, REPORTS_SITES_BY_PEAK);
+}
+
+/* ---- entry points ------------------------------------------------------- */
+
+struct reports_analysis *reports_analysis_run(const struct reports_capture *cap,
+					      struct reports_symbolizer *sym)
+{
+	struct reports_analysis *an = calloc(1, sizeof(*an));
+	if (!an)
+		return NULL;
+	struct builder bd = { .cap = cap, .an = an };
+	struct replay rp = { 0 };
+	size_t peak_index;
+	int res = count_all(&bd, &rp, &peak_index);
+	if (res == 0 && peak_index != SIZE_MAX)
+		res = credit_peak(&bd, peak_index);
+	if (res == 0)
+		res = classify(&bd, &rp);
+	replay_finish(&rp);
+	reports_map_finish(&bd.site_of_stack);
+	if (res == 0)
+		res = build_lineno(&bd, sym);
+	if (res < 0) {
+		reports_analysis_destroy(an);
+		return NULL;
+	}
+	if (an->n_sites > 1)
+		qsort(an->sites, an->n_sites, sizeof(*an->sites), cmp_site_peak);
+	struct reports_totals *t = &an->totals;
+	t->peak_time_ns = t->peak_bytes ? reports_capture_time_of_seq(cap, t->peak_seq) : 0;
+	if (cap->has_end)
+		t->duration_ns = cap->end_t_ns;
+	else if (cap->n_samples > 0)
+		t->duration_ns = cap->samples[cap->n_samples - 1].t_ns;
+	return an;
+}
+
+void reports_analysis_destroy(struct reports_analysis *an)
+{
+	if (!an)
+		return;
+	free(an->sites);
+	free(an->lineno);
+	free(an->leak_records);
+	free(an);
+}
+
+const char *reports_leak_kind_name(enum reports_leak_kind kind)
+{
+	static const char *const names[REPORTS_LEAK_KINDS] = {
+		"definite", "indirect", "possible", "reachable", "suppressed",
+	};
+	return (unsigned)kind < REPORTS_LEAK_KINDS ? names[kind] : "unknown";
+}

@@ -1,0 +1,579 @@
+/*
+ * test-reports-reader.c: the capture reader against captures built here
+ * (tests/reports-encode.h): round trips, per-thread chunks merged by
+ * sequence number, stacks resolved after the fact, truncation at every
+ * byte, corruption with its byte offset, and hostile fields.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "reports-encode.h"
+#include "reports.h"
+
+static const char *const argv3[] = { "./prog", "--flag", "x y" };
+
+/* Two threads: thread 2's chunk comes first in the file but holds later
+ * sequence numbers, and uses a stack whose nodes thread 1 writes. */
+static void build_two_threads(struct enc *e)
+{
+	enc_init(e);
+	enc_chunk_begin(e, 1);
+	enc_process(e, 4242, 3, argv3);
+	enc_module(e, 1, 0x1000, 0x1000, 0x9000, "/bin/prog");
+	enc_stack(e, 1, 0, 0x1100);
+	enc_stack(e, 2, 1, 0x1200);
+	enc_alloc(e, 1, 0x5000, 100, 2);
+	enc_alloc(e, 2, 0x6000, 50, 1);
+	enc_chunk_end(e);
+
+	enc_chunk_begin(e, 2);
+	enc_alloc(e, 5, 0x7000, 30, 3); /* node 3 is defined by a later chunk */
+	enc_free(e, 6, 0x5000);
+	enc_chunk_end(e);
+
+	enc_chunk_begin(e, 1);
+	enc_free(e, 3, 0x6000);
+	enc_alloc(e, 4, 0x8000, 20, 2);
+	enc_stack(e, 3, 2, 0x1300);
+	enc_sample(e, 1000000, 4);
+	enc_end(e, 2000000, 7, CAPTURE_END_EXIT, 3, 0);
+	enc_chunk_end(e);
+}
+
+static struct reports_capture *load_ok(const struct enc *e)
+{
+	struct reports_capture *cap = NULL;
+	struct reports_error err;
+	int r = reports_capture_load_buffer(e->buf, e->len, &cap, &err);
+	cr_assert_eq(r, 0, "load failed: %s", err.message);
+	return cap;
+}
+
+static int load_err(const struct enc *e, struct reports_error *err)
+{
+	struct reports_capture *cap = (void *)1;
+	int r = reports_capture_load_buffer(e->buf, e->len, &cap, err);
+	cr_assert_null(cap);
+	return r;
+}
+
+Test(reports_reader, round_trip_keeps_process_and_end)
+{
+	struct enc e;
+	build_two_threads(&e);
+	struct reports_capture *cap = load_ok(&e);
+	cr_assert(cap->has_process);
+	cr_assert_eq(cap->pid, 4242);
+	cr_assert_eq(cap->argc, 3);
+	cr_assert_str_eq(cap->argv[2], "x y");
+	cr_assert_null(cap->argv[3]);
+	cr_assert(cap->has_end);
+	cr_assert_eq(cap->end_status, 3);
+	cr_assert_eq(cap->end_seq, 7);
+	cr_assert_not(cap->incomplete);
+	cr_assert_eq(cap->n_chunks, 3);
+	cr_assert_eq(cap->n_modules, 1);
+	cr_assert_str_eq(cap->modules[0].path, "/bin/prog");
+	reports_capture_destroy(cap);
+	enc_finish(&e);
+}
+
+Test(reports_reader, merges_thread_chunks_by_sequence)
+{
+	struct enc e;
+	build_two_threads(&e);
+	struct reports_capture *cap = load_ok(&e);
+	cr_assert_eq(cap->n_events, 6);
+	for (size_t i = 0; i < cap->n_events; i++)
+		cr_assert_eq(cap->events[i].seq, i + 1, "event %zu has seq %llu", i,
+			     (unsigned long long)cap->events[i].seq);
+	cr_assert_eq(cap->events[0].addr, 0x5000);
+	cr_assert_eq(cap->events[0].kind, REPORTS_EVENT_ALLOC);
+	cr_assert_eq(cap->events[2].addr, 0x6000);
+	cr_assert_eq(cap->events[2].kind, REPORTS_EVENT_FREE);
+	cr_assert_eq(cap->events[4].size, 30);
+	reports_capture_destroy(cap);
+	enc_finish(&e);
+}
+
+Test(reports_reader, resolves_stack_nodes_written_after_their_use)
+{
+	struct enc e;
+	build_two_threads(&e);
+	struct reports_capture *cap = load_ok(&e);
+	uint64_t ips[8];
+	const struct reports_event *ev = &cap->events[4]; /* seq 5, stack 3 */
+	cr_assert_eq(ev->seq, 5);
+	size_t n = reports_stack_ips(cap, ev->stack, ips, 8);
+	cr_assert_eq(n, 3);
+	cr_assert_eq(ips[0], 0x1300);
+	cr_assert_eq(ips[1], 0x1200);
+	cr_assert_eq(ips[2], 0x1100);
+	/* seq 1 and seq 4 share stack 2 */
+	cr_assert_eq(cap->events[0].stack, cap->events[3].stack);
+	reports_capture_destroy(cap);
+	enc_finish(&e);
+}
+
+Test(reports_reader, equal_stacks_of_different_threads_share_a_node)
+{
+	struct enc e;
+	enc_init(&e);
+	enc_chunk_begin(&e, 1);
+	enc_stack(&e, 10, 0, 0xaaa);
+	enc_stack(&e, 11, 10, 0xbbb);
+	enc_alloc(&e, 1, 0x100, 8, 11);
+	enc_chunk_end(&e);
+	enc_chunk_begin(&e, 2);
+	enc_stack(&e, 20, 0, 0xaaa);
+	enc_stack(&e, 21, 20, 0xbbb);
+	enc_stack(&e, 22, 20, 0xccc);
+	enc_alloc(&e, 2, 0x200, 8, 21);
+	enc_alloc(&e, 3, 0x300, 8, 22);
+	enc_chunk_end(&e);
+	struct reports_capture *cap = load_ok(&e);
+	cr_assert_eq(cap->events[0].stack, cap->events[1].stack);
+	cr_assert_neq(cap->events[0].stack, cap->events[2].stack);
+	cr_assert_eq(cap->nodes[cap->events[2].stack].parent,
+		     cap->nodes[cap->events[0].stack].parent);
+	reports_capture_destroy(cap);
+	enc_finish(&e);
+}
+
+Test(reports_reader, missing_stack_node_is_an_unknown_frame)
+{
+	struct enc e;
+	enc_init(&e);
+	enc_chunk_begin(&e, 1);
+	enc_stack(&e, 5, 99, 0x1234); /* parent 99 never described */
+	enc_alloc(&e, 1, 0x100, 8, 5);
+	enc_alloc(&e, 2, 0x200, 8, 77); /* stack 77 never described */
+	enc_alloc(&e, 3, 0x300, 8, 0);  /* no stack */
+	enc_chunk_end(&e);
+	struct reports_capture *cap = load_ok(&e);
+	uint64_t ips[4];
+	cr_assert_eq(reports_stack_ips(cap, cap->events[0].stack, ips, 4), 2);
+	cr_assert_eq(ips[0], 0x1234);
+	cr_assert_eq(ips[1], 0);
+	cr_assert_eq(reports_stack_ips(cap, cap->events[1].stack, ips, 4), 1);
+	cr_assert_eq(ips[0], 0);
+	cr_assert_eq(cap->events[2].stack, REPORTS_NO_STACK);
+	cr_assert_eq(reports_stack_ips(cap, REPORTS_NO_STACK, ips, 4), 0);
+	reports_capture_destroy(cap);
+	enc_finish(&e);
+}
+
+Test(reports_reader, stack_cycles_and_deep_chains_are_cut)
+{
+	struct enc e;
+	enc_init(&e);
+	enc_chunk_begin(&e, 1);
+	enc_stack(&e, 1, 2, 0x10);
+	enc_stack(&e, 2, 1, 0x20);
+	enc_alloc(&e, 1, 0x100, 8, 1);
+	for (uint64_t id = 100; id < 100 + 3 * REPORTS_STACK_DEPTH_MAX; id++)
+		enc_stack(&e, id + 1, id, id);
+	enc_alloc(&e, 2, 0x200, 8, 100 + 3 * REPORTS_STACK_DEPTH_MAX);
+	enc_chunk_end(&e);
+	struct reports_capture *cap = load_ok(&e);
+	uint64_t ips[REPORTS_STACK_DEPTH_MAX];
+	size_t n = reports_stack_ips(cap, cap->events[0].stack, ips, REPORTS_STACK_DEPTH_MAX);
+	cr_assert_geq(n, 1);
+	cr_assert_leq(n, 2);
+	cr_assert_eq(ips[0], 0x10);
+	n = reports_stack_ips(cap, cap->events[1].stack, ips, REPORTS_STACK_DEPTH_MAX);
+	cr_assert_eq(n, REPORTS_STACK_DEPTH_MAX);
+	cr_assert_eq(ips[0], 100 + 3 * REPORTS_STACK_DEPTH_MAX - 1);
+	cr_assert_eq(ips[1], 100 + 3 * REPORTS_STACK_DEPTH_MAX - 2);
+	reports_capture_destroy(cap);
+	enc_finish(&e);
+}
+
+Test(reports_reader, truncation_at_every_byte_keeps_whole_chunks)
+{
+	struct enc e;
+	build_two_threads(&e);
+	size_t ends[3], n_ends = 0;
+	/* where each chunk ends, to know which cuts keep which events */
+	for (size_t off = CAPTURE_HEADER_SIZE; off < e.len && n_ends < 3;) {
+		uint32_t plen = (uint32_t)e.buf[off + 4] | (uint32_t)e.buf[off + 5] << 8 |
+				(uint32_t)e.buf[off + 6] << 16 | (uint32_t)e.buf[off + 7] << 24;
+		off += CAPTURE_CHUNK_HEADER_SIZE + plen;
+		ends[n_ends++] = off;
+	}
+	cr_assert_eq(n_ends, 3);
+	cr_assert_eq(ends[2], e.len);
+	for (size_t cut = 0; cut <= e.len; cut++) {
+		struct reports_capture *cap = NULL;
+		struct reports_error err;
+		int r = reports_capture_load_buffer(e.buf, cut, &cap, &err);
+		if (cut < CAPTURE_HEADER_SIZE) {
+			cr_assert_eq(r, -EINVAL, "cut %zu", cut);
+			cr_assert_gt(strlen(err.message), 0);
+			continue;
+		}
+		cr_assert_eq(r, 0, "cut %zu: %s", cut, err.message);
+		size_t chunks = cut >= ends[2] ? 3 : cut >= ends[1] ? 2 : cut >= ends[0] ? 1 : 0;
+		static const size_t events_after[] = { 0, 2, 4, 6 };
+		cr_assert_eq(cap->n_chunks, chunks, "cut %zu", cut);
+		cr_assert_eq(cap->n_events, events_after[chunks], "cut %zu", cut);
+		cr_assert_eq(cap->incomplete, cut != e.len, "cut %zu", cut);
+		bool torn = cut != CAPTURE_HEADER_SIZE && cut != ends[0] && cut != ends[1] &&
+			    cut != ends[2];
+		cr_assert_eq(cap->truncated, torn, "cut %zu", cut);
+		reports_capture_destroy(cap);
+	}
+	enc_finish(&e);
+}
+
+Test(reports_reader, missing_end_marks_incomplete)
+{
+	struct enc e;
+	enc_init(&e);
+	enc_chunk_begin(&e, 1);
+	enc_alloc(&e, 1, 0x100, 8, 0);
+	enc_chunk_end(&e);
+	struct reports_capture *cap = load_ok(&e);
+	cr_assert(cap->incomplete);
+	cr_assert_not(cap->truncated);
+	cr_assert_not(cap->has_end);
+	reports_capture_destroy(cap);
+	enc_finish(&e);
+}
+
+Test(reports_reader, refuses_bad_magic_and_version)
+{
+	struct enc e;
+	struct reports_error err;
+	build_two_threads(&e);
+	e.buf[0] = 'X';
+	cr_assert_eq(load_err(&e, &err), -EINVAL);
+	cr_assert(strstr(err.message, "bad magic"), "%s", err.message);
+	e.buf[0] = 'M';
+	e.buf[8] = 9;
+	cr_assert_eq(load_err(&e, &err), -EINVAL);
+	cr_assert(strstr(err.message, "version 9"), "%s", err.message);
+	cr_assert(strstr(err.message, "byte offset 8"), "%s", err.message);
+	enc_finish(&e);
+
+	uint8_t empty[1];
+	struct reports_capture *cap = NULL;
+	cr_assert_eq(reports_capture_load_buffer(empty, 0, &cap, &err), -EINVAL);
+	cr_assert(strstr(err.message, "empty"), "%s", err.message);
+}
+
+Test(reports_reader, refuses_bad_checksum_with_its_offset)
+{
+	struct enc e;
+	struct reports_error err;
+	build_two_threads(&e);
+	e.buf[CAPTURE_HEADER_SIZE + CAPTURE_CHUNK_HEADER_SIZE + 3] ^= 0x40;
+	cr_assert_eq(load_err(&e, &err), -EINVAL);
+	cr_assert(strstr(err.message, "checksum"), "%s", err.message);
+	cr_assert_eq(err.offset, CAPTURE_HEADER_SIZE);
+	cr_assert(strstr(err.message, "byte offset 16"), "%s", err.message);
+	enc_finish(&e);
+}
+
+Test(reports_reader, refuses_bad_chunk_magic_and_oversized_chunk)
+{
+	struct enc e;
+	struct reports_error err;
+	build_two_threads(&e);
+	e.buf[CAPTURE_HEADER_SIZE] = 0;
+	cr_assert_eq(load_err(&e, &err), -EINVAL);
+	cr_assert(strstr(err.message, "chunk magic"), "%s", err.message);
+	e.buf[CAPTURE_HEADER_SIZE] = (uint8_t)CAPTURE_CHUNK_MAGIC;
+	enc_put_u32_at(&e, CAPTURE_HEADER_SIZE + 4, CAPTURE_CHUNK_MAX + 1);
+	cr_assert_eq(load_err(&e, &err), -EINVAL);
+	cr_assert(strstr(err.message, "at most"), "%s", err.message);
+	enc_finish(&e);
+}
+
+/* A capture of one chunk holding the bytes given. */
+static void one_chunk(struct enc *e, const uint8_t *payload, size_t n)
+{
+	enc_init(e);
+	enc_chunk_begin(e, 1);
+	enc_bytes(e, payload, n);
+	enc_chunk_end(e);
+}
+
+Test(reports_reader, refuses_unknown_tag_and_overrun_records)
+{
+	struct enc e;
+	struct reports_error err;
+	const uint8_t unknown[] = { CAPTURE_LOST, 1, 99, 0 };
+	one_chunk(&e, unknown, sizeof(unknown));
+	cr_assert_eq(load_err(&e, &err), -EINVAL);
+	cr_assert(strstr(err.message, "unknown record tag 99"), "%s", err.message);
+	cr_assert_eq(err.offset, CAPTURE_HEADER_SIZE + CAPTURE_CHUNK_HEADER_SIZE + 2);
+	enc_finish(&e);
+
+	const uint8_t zero[] = { 0 };
+	one_chunk(&e, zero, sizeof(zero));
+	cr_assert_eq(load_err(&e, &err), -EINVAL);
+	enc_finish(&e);
+
+	const uint8_t cut_alloc[] = { CAPTURE_ALLOC, 1, 2, 3 };
+	one_chunk(&e, cut_alloc, sizeof(cut_alloc));
+	cr_assert_eq(load_err(&e, &err), -EINVAL);
+	cr_assert(strstr(err.message, "ALLOC record overruns"), "%s", err.message);
+	enc_finish(&e);
+
+	const uint8_t endless_varint[] = { CAPTURE_LOST, 0xff, 0xff, 0xff, 0xff, 0xff,
+					   0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01 };
+	one_chunk(&e, endless_varint, sizeof(endless_varint));
+	cr_assert_eq(load_err(&e, &err), -EINVAL);
+	enc_finish(&e);
+}
+
+Test(reports_reader, refuses_hostile_lengths_and_counts)
+{
+	struct enc e;
+	struct reports_error err;
+	/* a string longer than its chunk */
+	enc_init(&e);
+	enc_chunk_begin(&e, 1);
+	enc_tag(&e, CAPTURE_NOTE);
+	enc_u(&e, 1);
+	enc_u(&e, 0);
+	enc_u(&e, 1000);
+	enc_bytes(&e, "abc", 3);
+	enc_chunk_end(&e);
+	cr_assert_eq(load_err(&e, &err), -EINVAL);
+	cr_assert(strstr(err.message, "NOTE record overruns"), "%s", err.message);
+	enc_finish(&e);
+
+	/* a string over the format's limit */
+	enc_init(&e);
+	enc_chunk_begin(&e, 1);
+	enc_tag(&e, CAPTURE_NOTE);
+	enc_u(&e, 1);
+	enc_u(&e, 0);
+	enc_u(&e, (uint64_t)CAPTURE_STRING_MAX + 1);
+	enc_chunk_end(&e);
+	cr_assert_eq(load_err(&e, &err), -EINVAL);
+	cr_assert(strstr(err.message, "string of"), "%s", err.message);
+	enc_finish(&e);
+
+	/* argc of 2^60 must not size an allocation */
+	enc_init(&e);
+	enc_chunk_begin(&e, 1);
+	enc_tag(&e, CAPTURE_PROCESS);
+	enc_u(&e, 1);
+	enc_u(&e, 1);
+	enc_u(&e, 1);
+	enc_cstr(&e, "p");
+	enc_u(&e, 1ull << 60);
+	enc_chunk_end(&e);
+	cr_assert_eq(load_err(&e, &err), -EINVAL);
+	enc_finish(&e);
+
+	/* STATS with more classes than bytes */
+	enc_init(&e);
+	enc_chunk_begin(&e, 1);
+	enc_tag(&e, CAPTURE_STATS);
+	enc_u(&e, 4000);
+	enc_u(&e, 1);
+	enc_chunk_end(&e);
+	cr_assert_eq(load_err(&e, &err), -EINVAL);
+	enc_finish(&e);
+
+	/* out-of-range enumerations */
+	enc_init(&e);
+	enc_chunk_begin(&e, 1);
+	enc_badfree(&e, 1, 7, 0x10, 0, 0, 0);
+	enc_chunk_end(&e);
+	cr_assert_eq(load_err(&e, &err), -EINVAL);
+	cr_assert(strstr(err.message, "BADFREE record has an invalid kind"), "%s", err.message);
+	enc_finish(&e);
+
+	/* two END records */
+	enc_init(&e);
+	enc_chunk_begin(&e, 1);
+	enc_end(&e, 1, 1, 0, 0, 0);
+	enc_end(&e, 1, 1, 0, 0, 0);
+	enc_chunk_end(&e);
+	cr_assert_eq(load_err(&e, &err), -EINVAL);
+	enc_finish(&e);
+}
+
+Test(reports_reader, hostile_strings_are_kept_as_bytes)
+{
+	struct enc e;
+	const char nasty[] = "a\"b\\c\n\x01\xff\xfe<script>";
+	enc_init(&e);
+	enc_chunk_begin(&e, 1);
+	enc_note(&e, 1, 1, nasty);
+	enc_module(&e, 1, 0, 0x1000, 0x2000, "");
+	enc_chunk_end(&e);
+	struct reports_capture *cap = load_ok(&e);
+	cr_assert_eq(cap->n_notes, 1);
+	cr_assert_str_eq(cap->notes[0].text, nasty);
+	cr_assert_str_eq(cap->modules[0].path, "");
+	reports_capture_destroy(cap);
+	enc_finish(&e);
+}
+
+Test(reports_reader, every_record_kind_round_trips)
+{
+	struct enc e;
+	enc_init(&e);
+	enc_chunk_begin(&e, 1);
+	enc_module(&e, 3, 0, 0x1000, 0x2000, "/lib/x.so");
+	enc_tag(&e, CAPTURE_UNLOAD);
+	enc_u(&e, 3);
+	enc_u(&e, 9);
+	enc_tag(&e, CAPTURE_THREAD);
+	enc_u(&e, 77);
+	enc_u(&e, 2);
+	enc_u(&e, 0);
+	enc_cstr(&e, "worker");
+	enc_tag(&e, CAPTURE_STATS);
+	enc_u(&e, 2);
+	for (int i = 0; i < 8; i++)
+		enc_u(&e, (uint64_t)i + 1);
+	for (int i = 0; i < 8; i++)
+		enc_u(&e, (uint64_t)i + 100);
+	enc_tag(&e, CAPTURE_LOST);
+	enc_u(&e, 5);
+	enc_scan(&e, 1, 1);
+	enc_scanblock(&e, 0x100, 8, 0, 1, CAPTURE_LEAK_DEFINITE, 0);
+	enc_tag(&e, CAPTURE_SCANEDGE);
+	enc_u(&e, 0x100);
+	enc_u(&e, 0);
+	enc_u(&e, 0x200);
+	enc_tag(&e, CAPTURE_OBJTYPE);
+	enc_u(&e, 1);
+	enc_cstr(&e, "list");
+	enc_u(&e, 32);
+	enc_tag(&e, CAPTURE_OBJECT);
+	for (int i = 0; i < 5; i++)
+		enc_u(&e, 1);
+	enc_tag(&e, CAPTURE_OBJEDGE);
+	for (int i = 0; i < 3; i++)
+		enc_u(&e, 2);
+	enc_tag(&e, CAPTURE_SNAPSHOT);
+	enc_u(&e, 1);
+	enc_u(&e, 10);
+	enc_u(&e, 11);
+	enc_cstr(&e, "before");
+	enc_badfree(&e, 4, CAPTURE_BADFREE_DOUBLE, 0x100, 0, 0, 0);
+	enc_chunk_end(&e);
+	struct reports_capture *cap = load_ok(&e);
+	cr_assert(cap->modules[0].unloaded);
+	cr_assert_eq(cap->modules[0].unload_seq, 9);
+	cr_assert_str_eq(cap->threads[0].name, "worker");
+	cr_assert(cap->stats.present);
+	cr_assert_eq(cap->stats.n_classes, 2);
+	cr_assert_eq(cap->stats.classes[1].available, 8);
+	cr_assert_eq(cap->stats.large_bytes, 107);
+	cr_assert_eq(cap->lost_events, 5);
+	cr_assert_eq(cap->n_scans, 1);
+	cr_assert_eq(cap->n_scan_blocks, 1);
+	cr_assert_eq(cap->scan_edges[0].to, 0x200);
+	cr_assert_str_eq(cap->objtypes[0].name, "list");
+	cr_assert_eq(cap->n_objects, 1);
+	cr_assert_eq(cap->n_objedges, 1);
+	cr_assert_str_eq(cap->snapshots[0].label, "before");
+	cr_assert_eq(cap->badfrees[0].kind, CAPTURE_BADFREE_DOUBLE);
+	reports_capture_destroy(cap);
+	enc_finish(&e);
+}
+
+Test(reports_reader, interpolates_time_from_samples)
+{
+	struct enc e;
+	enc_init(&e);
+	enc_chunk_begin(&e, 1);
+	enc_sample(&e, 1000, 10);
+	enc_sample(&e, 3000, 20);
+	enc_end(&e, 5000, 40, 0, 0, 0);
+	enc_chunk_end(&e);
+	struct reports_capture *cap = load_ok(&e);
+	cr_assert_eq(reports_capture_time_of_seq(cap, 5), 500);
+	cr_assert_eq(reports_capture_time_of_seq(cap, 15), 2000);
+	cr_assert_eq(reports_capture_time_of_seq(cap, 30), 4000);
+	cr_assert_eq(reports_capture_time_of_seq(cap, 100), 5000);
+	reports_capture_destroy(cap);
+	enc_finish(&e);
+}
+
+Test(reports_reader, loads_files_and_reports_missing_ones)
+{
+	struct enc e;
+	build_two_threads(&e);
+	char path[] = "/tmp/memprof-test-reader-XXXXXX";
+	int fd = mkstemp(path);
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(write(fd, e.buf, e.len), (ssize_t)e.len);
+	close(fd);
+	struct reports_capture *cap = NULL;
+	struct reports_error err;
+	cr_assert_eq(reports_capture_load_file(path, &cap, &err), 0, "%s", err.message);
+	cr_assert_eq(cap->n_events, 6);
+	reports_capture_destroy(cap);
+	unlink(path);
+	cr_assert_eq(reports_capture_load_file(path, &cap, &err), -ENOENT);
+	cr_assert(strstr(err.message, "cannot open"), "%s", err.message);
+	cr_assert_eq(reports_capture_load_file("/tmp", &cap, &err), -EISDIR);
+	enc_finish(&e);
+}
+
+Test(reports_reader, exec_end_is_complete_without_a_status)
+{
+	struct enc e;
+	enc_init(&e);
+	enc_chunk_begin(&e, 1);
+	enc_end(&e, 10, 1, CAPTURE_END_EXEC, 0, 0);
+	enc_chunk_end(&e);
+	struct reports_capture *cap = load_ok(&e);
+	cr_assert_not(cap->incomplete);
+	struct reports_outcome oc;
+	reports_capture_outcome(cap, &oc);
+	cr_assert_not(oc.known);
+	reports_capture_destroy(cap);
+	enc_finish(&e);
+
+	enc_init(&e);
+	enc_chunk_begin(&e, 1);
+	enc_end(&e, 10, 1, CAPTURE_END_EXEC + 1, 0, 0);
+	enc_chunk_end(&e);
+	struct reports_error err;
+	cr_assert_eq(load_err(&e, &err), -EINVAL);
+	enc_finish(&e);
+}
+
+Test(reports_reader, scan_results_need_their_scan)
+{
+	struct enc e;
+	struct reports_error err;
+	enc_init(&e);
+	enc_chunk_begin(&e, 1);
+	enc_scanblock(&e, 0x100, 8, 0, 1, CAPTURE_LEAK_DEFINITE, 0);
+	enc_chunk_end(&e);
+	cr_assert_eq(load_err(&e, &err), -EINVAL);
+	cr_assert(strstr(err.message, "SCANBLOCK record before any SCAN"), "%s", err.message);
+	enc_finish(&e);
+}
+
+Test(reports_reader, outcome_of_a_signal_death)
+{
+	struct enc e;
+	enc_init(&e);
+	enc_chunk_begin(&e, 1);
+	enc_end(&e, 10, 1, CAPTURE_END_SIGNAL, 0, 11);
+	enc_chunk_end(&e);
+	struct reports_capture *cap = load_ok(&e);
+	struct reports_outcome oc;
+	reports_capture_outcome(cap, &oc);
+	cr_assert(oc.known);
+	cr_assert_eq(oc.signal, 11);
+	cr_assert_eq(oc.exit_status, 139);
+	reports_capture_destroy(cap);
+	enc_finish(&e);
+}
