@@ -103,7 +103,14 @@ void pool_block_set_freer(void *ptr, uint32_t stack_id);
 
 /* O(1): finds the live block that contains addr, interior pointers included.
  * Returns false when addr is in no live block.  Safe to call from any
- * thread; during the leak scan the other threads are stopped. */
+ * thread; during the leak scan the other threads are stopped.
+ * "Contains" means within the requested bytes, [start, start + max(size, 1)),
+ * as valgrind counts interior pointers: one past the end is outside.  (The
+ * first large lookup after blocks changed rebuilds the interior index; a
+ * word outside every arena and the large blocks' bounds is rejected
+ * without a lock.)  Not safe against another thread unmapping an arena at
+ * the same instant: call it on pointers that may be live, or with the other
+ * threads stopped. */
 bool pool_lookup(const void *addr, struct pool_block *out);
 
 /* Like pool_lookup for a pointer that was just freed badly: fills out for a
@@ -111,7 +118,10 @@ bool pool_lookup(const void *addr, struct pool_block *out);
 bool pool_lookup_any(const void *addr, struct pool_block *out);
 
 /* Calls fn for every live block, small and large.  Other threads must not
- * allocate meanwhile (the scan stops them).  Returns the number visited. */
+ * allocate meanwhile (the scan stops them).  Returns the number visited.
+ * fn runs with the allocator's arena lock (small blocks) or a table lock
+ * (large blocks) held: it may call pool_lookup* but must not allocate or
+ * free through the pool. */
 size_t pool_foreach_live(void (*fn)(const struct pool_block *blk, void *arg), void *arg);
 
 /* Calls fn for every address range the allocator itself occupies (arenas,
@@ -159,5 +169,12 @@ void pool_fork_parent(void);
 void pool_fork_child(void);
 
 /* Called when a thread exits (the tracer's TLS destructor): hands the
- * thread's pools back so other threads can use them. */
+ * thread's pools back so other threads can use them.  Blocks the thread
+ * still holds stay valid and can be freed by anyone later.  If the thread
+ * allocates again afterwards, it silently gets a new heap, which it should
+ * hand back with another call; a heap never handed back only wastes the
+ * free space of its pools.
+ *
+ * No initialisation call is needed: every table is static or mapped on
+ * first use, so the pool works from the first malloc of the process. */
 void pool_thread_exit(void);

@@ -259,6 +259,17 @@ static void *churn(void *arg)
 	return NULL;
 }
 
+/* The test's own queue lock must survive fork() too. */
+static void q_lock(void)
+{
+	pthread_mutex_lock(&q.lock);
+}
+
+static void q_unlock(void)
+{
+	pthread_mutex_unlock(&q.lock);
+}
+
 static int child_work(void)
 {
 	/* Blocks made by the parent's other threads can be freed here. */
@@ -294,6 +305,7 @@ static int child_work(void)
 Test(pool_threads, fork_while_threads_allocate_leaves_the_child_a_working_heap)
 {
 	pthread_atfork(pool_fork_prepare, pool_fork_parent, pool_fork_child);
+	pthread_atfork(q_lock, q_unlock, q_unlock);
 	pthread_t t[3];
 	for (uintptr_t i = 0; i < 3; i++)
 		pthread_create(&t[i], NULL, churn, (void *)(i * 977 + 1));

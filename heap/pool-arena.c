@@ -1,0 +1,306 @@
+/*
+ * pool-arena.c: the OS layer and the arena layer of the pool allocator.
+ *
+ * Arenas are 1 MiB of address space, 1 MiB aligned, from mmap; each has a
+ * companion metadata mapping (MAP_NORESERVE, touched as pools are carved)
+ * holding a metadata word and a struct pool_info per block.  A 2-level
+ * radix table keyed by addr >> 20 maps any address to its arena in two
+ * loads; its leaves are
+ * mmap'd lazily and never freed, so a reader racing with an update sees
+ * either the arena or NULL.
+ *
+ * Pools are carved from the fullest arena that still has a free slot
+ * (arenas sit in buckets by their number of free slots, so "fullest" is
+ * the lowest non-empty bucket), so that emptier arenas drain and can be
+ * returned to the OS; an arena whose pools all came back is unmapped,
+ * except one kept in reserve against map/unmap thrashing.  Everything here
+ * runs under one mutex: it is the rare path (once per 16 KiB pool).
+ *
+ * Entry points: pool_arena_carve(), pool_arena_release(), pool_arena_of().
+ */
+#include <errno.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "pool-private.h"
+
+/* ---- OS layer ------------------------------------------------------------ */
+
+void *pool_os_map(size_t size)
+{
+	void *p = mmap(NULL, size, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	return p == MAP_FAILED ? NULL : p;
+}
+
+void pool_os_unmap(void *addr, size_t size)
+{
+	if (addr)
+		munmap(addr, size);
+}
+
+/* size bytes aligned to size (a power of two): map twice as much, trim. */
+static void *os_map_aligned(size_t size)
+{
+	uintptr_t raw = (uintptr_t)pool_os_map(2 * size);
+	if (!raw)
+		return NULL;
+	uintptr_t aligned = (raw + size - 1) & ~(uintptr_t)(size - 1);
+	if (aligned > raw)
+		munmap((void *)raw, aligned - raw);
+	uintptr_t end = raw + 2 * size;
+	if (end > aligned + size)
+		munmap((void *)(aligned + size), end - (aligned + size));
+	return (void *)aligned;
+}
+
+/* ---- the arena map: addr >> 20 -> arena, 13 + 14 bits ------------------ */
+
+#define ADDR_BITS 47
+#define KEY_BITS (ADDR_BITS - 20)
+#define LEAF_BITS 14
+#define ROOT_BITS (KEY_BITS - LEAF_BITS)
+
+static struct pool_arena **radix_root[1u << ROOT_BITS];
+
+struct pool_arena *pool_arena_of(uintptr_t addr)
+{
+	if (POOL_UNLIKELY(addr >> ADDR_BITS))
+		return NULL;
+	uintptr_t key = addr >> 20;
+	struct pool_arena **leaf = __atomic_load_n(&radix_root[key >> LEAF_BITS], __ATOMIC_ACQUIRE);
+	if (!leaf)
+		return NULL;
+	return __atomic_load_n(&leaf[key & ((1u << LEAF_BITS) - 1)], __ATOMIC_ACQUIRE);
+}
+
+/* Under the arena lock. */
+static bool radix_set(uintptr_t base, struct pool_arena *ar)
+{
+	if (base >> ADDR_BITS)
+		return false;
+	uintptr_t key = base >> 20;
+	struct pool_arena **leaf = radix_root[key >> LEAF_BITS];
+	if (!leaf) {
+		leaf = pool_os_map(sizeof(*leaf) << LEAF_BITS);
+		if (!leaf)
+			return false;
+		__atomic_store_n(&radix_root[key >> LEAF_BITS], leaf, __ATOMIC_RELEASE);
+	}
+	__atomic_store_n(&leaf[key & ((1u << LEAF_BITS) - 1)], ar, __ATOMIC_RELEASE);
+	return true;
+}
+
+/* ---- arenas ---------------------------------------------------------------- */
+
+#define WORDS_BYTES ((size_t)POOL_SLOTS * POOL_MAX_BLOCKS * sizeof(uint32_t))
+#define META_BYTES (WORDS_BYTES + (size_t)POOL_SLOTS * POOL_MAX_BLOCKS * sizeof(struct pool_info))
+
+static pthread_mutex_t arena_lock = PTHREAD_MUTEX_INITIALIZER;
+/* arena_buckets[k]: arenas with k free slots, 1 <= k <= POOL_SLOTS - 1. */
+static struct pool_arena *arena_buckets[POOL_SLOTS];
+static struct pool_arena *arena_all;
+static struct pool_arena *arena_reserve; /* the one empty arena kept */
+static size_t arenas_allocated, arenas_reclaimed, arenas_current, arenas_highwater;
+
+void pool_arena_lock(void)
+{
+	pthread_mutex_lock(&arena_lock);
+}
+
+void pool_arena_unlock(void)
+{
+	pthread_mutex_unlock(&arena_lock);
+}
+
+void pool_arena_fork_child(void)
+{
+	pthread_mutex_init(&arena_lock, NULL);
+}
+
+static void bucket_remove(struct pool_arena *ar)
+{
+	if (ar->nfree == 0)
+		return;
+	if (ar->prev)
+		ar->prev->next = ar->next;
+	else
+		arena_buckets[ar->nfree] = ar->next;
+	if (ar->next)
+		ar->next->prev = ar->prev;
+	ar->prev = ar->next = NULL;
+}
+
+static void bucket_insert(struct pool_arena *ar)
+{
+	if (ar->nfree == 0)
+		return;
+	ar->prev = NULL;
+	ar->next = arena_buckets[ar->nfree];
+	if (ar->next)
+		ar->next->prev = ar;
+	arena_buckets[ar->nfree] = ar;
+}
+
+static struct pool_arena *arena_new(void)
+{
+	void *mem = os_map_aligned(POOL_ARENA_SIZE);
+	if (!mem)
+		return NULL;
+	char *meta = pool_os_map(META_BYTES);
+	if (!meta) {
+		pool_os_unmap(mem, POOL_ARENA_SIZE);
+		return NULL;
+	}
+	struct pool_arena *ar = mem;
+	ar->base = (uintptr_t)mem;
+	ar->words = (uint32_t *)meta;
+	ar->info = (struct pool_info *)(meta + WORDS_BYTES);
+	ar->nfree = POOL_SLOTS - 1;
+	ar->next_slot = 1;
+	for (unsigned i = 0; i < POOL_SLOTS; i++) {
+		ar->pools[i].slot = (uint8_t)i;
+		ar->pools[i].cls = 0xff;
+		ar->pools[i].base = ar->base + (uintptr_t)i * POOL_POOL_SIZE;
+	}
+	if (!radix_set(ar->base, ar)) {
+		pool_os_unmap(meta, META_BYTES);
+		pool_os_unmap(mem, POOL_ARENA_SIZE);
+		return NULL;
+	}
+	ar->all_next = arena_all;
+	if (arena_all)
+		arena_all->all_prev = ar;
+	arena_all = ar;
+	arenas_allocated++;
+	arenas_current++;
+	if (arenas_current > arenas_highwater)
+		arenas_highwater = arenas_current;
+	bucket_insert(ar);
+	return ar;
+}
+
+static void arena_free(struct pool_arena *ar)
+{
+	bucket_remove(ar);
+	if (ar->all_prev)
+		ar->all_prev->all_next = ar->all_next;
+	else
+		arena_all = ar->all_next;
+	if (ar->all_next)
+		ar->all_next->all_prev = ar->all_prev;
+	radix_set(ar->base, NULL);
+	arenas_current--;
+	arenas_reclaimed++;
+	pool_os_unmap(ar->words, META_BYTES);
+	pool_os_unmap((void *)ar->base, POOL_ARENA_SIZE);
+}
+
+/* Full walk (debug level 3): nfree == |free_pools| + never-carved slots. */
+static __attribute__((unused)) bool arena_valid(const struct pool_arena *ar)
+{
+	unsigned n = 0;
+	for (const struct pool_hdr *p = ar->free_pools; p; p = p->next) {
+		if (p->state != POOL_STATE_EMPTY || ++n >= POOL_SLOTS)
+			return false;
+	}
+	return ar->nfree == n + (POOL_SLOTS - ar->next_slot);
+}
+
+struct pool_hdr *pool_arena_carve(unsigned cls)
+{
+	pool_assert(cls < POOL_NUM_CLASSES);
+	pthread_mutex_lock(&arena_lock);
+	struct pool_arena *ar = NULL;
+	/* Fullest first: the lowest non-empty bucket. */
+	for (unsigned k = 1; k < POOL_SLOTS && !ar; k++)
+		ar = arena_buckets[k];
+	if (!ar)
+		ar = arena_new();
+	if (!ar) {
+		pthread_mutex_unlock(&arena_lock);
+		return NULL;
+	}
+	if (ar == arena_reserve)
+		arena_reserve = NULL;
+	struct pool_hdr *p;
+	if (ar->free_pools) {
+		p = ar->free_pools;
+		ar->free_pools = p->next;
+		pool_assert_internal(p->state == POOL_STATE_EMPTY);
+	} else {
+		pool_assert_internal(ar->next_slot < POOL_SLOTS);
+		p = &ar->pools[ar->next_slot++];
+		pool_assert_internal(p->state == POOL_STATE_UNCARVED);
+	}
+	bucket_remove(ar);
+	ar->nfree--;
+	bucket_insert(ar);
+	pool_assert_expensive(arena_valid(ar));
+
+	p->free = NULL;
+	p->used = 0;
+	p->bump = 0;
+	p->cls = (uint8_t)cls;
+	p->capacity = (uint32_t)(POOL_POOL_SIZE / pool_class_size(cls));
+	p->prev = p->next = NULL;
+	__atomic_store_n(&p->owner, NULL, __ATOMIC_RELAXED);
+	__atomic_store_n(&p->thread_free, NULL, __ATOMIC_RELAXED);
+	__atomic_store_n(&p->state, POOL_STATE_USED, __ATOMIC_RELEASE);
+	pthread_mutex_unlock(&arena_lock);
+	return p;
+}
+
+void pool_arena_release(struct pool_hdr *p)
+{
+	struct pool_arena *ar = (struct pool_arena *)(p->base & ~(uintptr_t)(POOL_ARENA_SIZE - 1));
+	pool_assert(p->used == 0);
+	pool_assert(__atomic_load_n(&p->thread_free, __ATOMIC_RELAXED) == NULL);
+	pthread_mutex_lock(&arena_lock);
+	__atomic_store_n(&p->owner, NULL, __ATOMIC_RELAXED);
+	__atomic_store_n(&p->state, POOL_STATE_EMPTY, __ATOMIC_RELEASE);
+	p->prev = NULL;
+	p->next = ar->free_pools;
+	ar->free_pools = p;
+	bucket_remove(ar);
+	ar->nfree++;
+	bucket_insert(ar);
+	pool_assert_expensive(arena_valid(ar));
+	if (ar->nfree == POOL_SLOTS - 1) {
+		if (!arena_reserve)
+			arena_reserve = ar;
+		else if (arena_reserve != ar)
+			arena_free(ar);
+	}
+	pthread_mutex_unlock(&arena_lock);
+}
+
+struct pool_arena *pool_arena_first(void)
+{
+	return arena_all;
+}
+
+void pool_arena_counters(struct pool_stats *out)
+{
+	out->arenas_allocated = arenas_allocated;
+	out->arenas_reclaimed = arenas_reclaimed;
+	out->arenas_highwater = arenas_highwater;
+	out->arenas_current = arenas_current;
+}
+
+void pool_arena_own_ranges(void (*fn)(uintptr_t lo, uintptr_t hi, void *arg), void *arg)
+{
+	pthread_mutex_lock(&arena_lock);
+	for (struct pool_arena *ar = arena_all; ar; ar = ar->all_next) {
+		fn(ar->base, ar->base + POOL_ARENA_SIZE, arg);
+		fn((uintptr_t)ar->words, (uintptr_t)ar->words + META_BYTES, arg);
+	}
+	for (size_t i = 0; i < (1u << ROOT_BITS); i++) {
+		uintptr_t leaf = (uintptr_t)radix_root[i];
+		if (leaf)
+			fn(leaf, leaf + (sizeof(struct pool_arena *) << LEAF_BITS), arg);
+	}
+	uintptr_t root = (uintptr_t)radix_root;
+	fn(root, root + sizeof(radix_root), arg);
+	pthread_mutex_unlock(&arena_lock);
+}
