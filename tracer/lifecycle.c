@@ -34,6 +34,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <link.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -50,6 +51,7 @@
 #include "env.h"
 #include "pool.h"
 #include "scan.h"
+#include "unwind.h"
 
 #define STR_(x) #x
 #define STR(x) STR_(x)
@@ -150,6 +152,8 @@ static int capture_path(char *out, size_t cap, bool child)
 	return tracer_env_default_path(out, cap, tracer.argv0, pid);
 }
 
+static void *unw_handle; /* leaks: exit_caller_state() unwinds with it too */
+
 static void load_libunwind(void)
 {
 	if (!tracer_real_dlopen)
@@ -157,6 +161,7 @@ static void load_libunwind(void)
 	void *h = tracer_real_dlopen(LIBUNWIND_SONAME, RTLD_NOW | RTLD_LOCAL);
 	if (!h)
 		return;
+	unw_handle = h;
 	int (*set_policy)(unw_addr_space_t, unw_caching_policy_t) =
 		(int (*)(unw_addr_space_t, unw_caching_policy_t))dlsym(
 			h, STR(unw_set_caching_policy));
@@ -175,6 +180,7 @@ static void load_libunwind(void)
 		bt(ips, 4);
 	}
 	tracer.unw_backtrace = bt;
+	unwind_setup(h);
 }
 
 /* Runs once, with the calling thread's guard set. */
@@ -287,6 +293,25 @@ static bool alone(void)
 
 static void run_scan(unsigned flags);
 
+/* leaks: where the program handed control to memprof (exit(), or
+ * memprof_leak_check()), the calling thread's state the scan uses
+ * (scan.h, caller_context).  Static, so that it is never a root. */
+static ucontext_t caller_uc;
+static const ucontext_t *volatile scan_caller;
+static atomic_int caller_busy;
+
+static void caller_lock(void)
+{
+	while (atomic_exchange_explicit(&caller_busy, 1, memory_order_acquire) != 0)
+		sched_yield();
+}
+
+static void caller_unlock(void)
+{
+	scan_caller = NULL;
+	atomic_store_explicit(&caller_busy, 0, memory_order_release);
+}
+
 /* What valgrind does before its leak check, once no other thread can use
  * them: libstdc++'s emergency exception pool and glibc's buffers are freed.
  * Their frees are the program's (libc allocated on its behalf): recorded. */
@@ -317,6 +342,7 @@ void tracer_finish(int how, int status, int sig)
 		write_stats();
 		if (alone())
 			free_runtime_buffers();
+		objects_at_exit(); /* objects: before the scan (objects.c) */
 		run_scan(CAPTURE_SCAN_AT_EXIT);
 		atomic_store(&tracer.recording, 0);
 		writer_flush_all(true);
@@ -334,9 +360,83 @@ void tracer_finish(int how, int status, int sig)
 	errno = saved;
 }
 
+/* The state of the caller of libc's exit(), into uc: where the program's
+ * own frames begin (__libc_start_call_main's when main returned), and its
+ * callee-saved registers as unwinding restores them.  The frames of exit()
+ * and of its handlers below it hold stale words of dead frames in slots
+ * they never wrote, which memcheck skips as undefined; the scan starts
+ * above them.  false (uc untouched) when libunwind cannot tell. */
+static bool exit_caller_state(ucontext_t *uc_out)
+{
+	void *h = unw_handle;
+	if (!h)
+		return 0;
+	int (*getctx)(unw_context_t *) = (int (*)(unw_context_t *))dlsym(h, STR(unw_tdep_getcontext));
+	int (*init)(unw_cursor_t *, unw_context_t *) =
+		(int (*)(unw_cursor_t *, unw_context_t *))dlsym(h, STR(unw_init_local));
+	int (*step)(unw_cursor_t *) = (int (*)(unw_cursor_t *))dlsym(h, STR(unw_step));
+	int (*get_reg)(unw_cursor_t *, unw_regnum_t, unw_word_t *) =
+		(int (*)(unw_cursor_t *, unw_regnum_t, unw_word_t *))dlsym(h, STR(unw_get_reg));
+	void *exit_fn = dlsym(RTLD_DEFAULT, "exit");
+	Dl_info info;
+	const ElfW(Sym) *esym = NULL;
+	if (!getctx || !init || !step || !get_reg || !exit_fn ||
+	    !dladdr1(exit_fn, &info, (void **)&esym, RTLD_DL_SYMENT) || !esym || !esym->st_size)
+		return false;
+	uintptr_t lo = (uintptr_t)exit_fn, hi = lo + esym->st_size;
+	unw_context_t uc;
+	unw_cursor_t cur;
+	if (getctx(&uc) != 0 || init(&cur, &uc) != 0)
+		return false;
+	bool in_exit = false;
+	for (int depth = 0; depth < 64 && step(&cur) > 0; depth++) {
+		unw_word_t ip = 0, sp = 0;
+		if (get_reg(&cur, UNW_REG_IP, &ip) != 0 || get_reg(&cur, UNW_REG_SP, &sp) != 0)
+			return false;
+		if (!in_exit) {
+			in_exit = ip - 1 >= lo && ip - 1 < hi;
+			continue;
+		}
+#if defined(__x86_64__)
+		static const struct { int unw, greg; } saved[] = {
+			{ UNW_X86_64_RBX, REG_RBX }, { UNW_X86_64_RBP, REG_RBP },
+			{ UNW_X86_64_R12, REG_R12 }, { UNW_X86_64_R13, REG_R13 },
+			{ UNW_X86_64_R14, REG_R14 }, { UNW_X86_64_R15, REG_R15 },
+		};
+		for (size_t i = 0; i < sizeof(saved) / sizeof(*saved); i++) {
+			unw_word_t v;
+			if (get_reg(&cur, saved[i].unw, &v) == 0)
+				uc_out->uc_mcontext.gregs[saved[i].greg] = (greg_t)v;
+		}
+		uc_out->uc_mcontext.gregs[REG_RSP] = (greg_t)sp;
+		return true;
+#elif defined(__aarch64__)
+		for (int r = 19; r <= 29; r++) {
+			unw_word_t v;
+			if (get_reg(&cur, UNW_AARCH64_X0 + r, &v) == 0)
+				uc_out->uc_mcontext.regs[r] = v;
+		}
+		uc_out->uc_mcontext.sp = sp;
+		return true;
+#else
+		return false;
+#endif
+	}
+	return false;
+}
+
 static void on_exit_handler(int status, void *arg)
 {
+	caller_lock();
+	getcontext(&caller_uc);
+	struct tracer_tls *t = &tracer_tls;
+	int guard = t->guard;
+	t->guard = 1;
+	exit_caller_state(&caller_uc);
+	t->guard = guard;
+	scan_caller = &caller_uc;
 	tracer_finish(CAPTURE_END_EXIT, status, 0);
+	caller_unlock();
 }
 
 /* ---- fatal signals ------------------------------------------------------------ */
@@ -722,6 +822,17 @@ static void sink_edge(uintptr_t from, size_t offset, uintptr_t to, void *arg)
 	a->edges++;
 }
 
+/* objects: a back-reference (SCANREF) */
+static void sink_ref(uintptr_t addr, uintptr_t from, enum capture_ref_kind kind, uint32_t tid,
+		     void *arg)
+{
+	struct scan_area *a = arg;
+	uint8_t *o = area_reserve(a, RECORD_SCANREF_MAX);
+	if (!o)
+		return;
+	a->len += objects_scanref_put(o, addr, from, kind, tid);
+}
+
 static void note(uint64_t level, const char *text)
 {
 	struct tbuf *b = tracer_buf_begin();
@@ -765,12 +876,16 @@ static void run_scan(unsigned flags)
 	struct scan_options opts;
 	scan_options_init(&opts);
 	opts.foreach_excluded = tracer_foreach_own_range;
+	opts.caller_context = scan_caller;
 	struct scan_sink sink = { .block = sink_block, .edge = sink_edge, .arg = &a };
+	sink.ref = sink_ref;
+	objects_scan_options(&opts); /* objects: object blocks, back-references */
 	struct scan_summary sum;
 	memset(&sum, 0, sizeof(sum));
 	scan_current = &a;
 	int r = scan_run(&opts, &sink, &sum);
 	scan_current = NULL;
+	objects_scan_done();
 	tracer_sampler_resume();
 	if (r == 0 && !a.failed) {
 		if (sum.threads_unresponsive > (sampler ? 1u : 0u))
@@ -791,6 +906,7 @@ void tracer_foreach_own_range(void (*fn)(uintptr_t lo, uintptr_t hi, void *arg),
 	if (atomic_load(&tracer.init) == INIT_DONE)
 		stack_table_foreach_range(&tracer.stacks, fn, arg);
 	modules_self_data(fn, arg);
+	objects_foreach_own_range(fn, arg);
 	struct scan_area *a = scan_current;
 	if (a)
 		fn((uintptr_t)a->base, (uintptr_t)a->base + a->cap, arg);
@@ -803,8 +919,33 @@ __attribute__((visibility("default"))) void memprof_leak_check(void)
 	struct tracer_tls *t = &tracer_tls;
 	int guard = t->guard;
 	t->guard = 1;
+	caller_lock();
+	getcontext(&caller_uc);
+	scan_caller = &caller_uc;
 	run_scan(0);
+	caller_unlock();
+	/* the events the scan's blocks refer to reach the file too, should
+	 * the program be killed next */
+	writer_flush_all(false);
 	t->guard = guard;
+}
+
+static void leak_check_requested(void *arg)
+{
+	memprof_leak_check();
+}
+
+/* MEMPROF_LEAK_CHECK_SIGNAL=N: signal N asks for an on-demand scan. */
+static void leak_check_signal_install(void)
+{
+	const char *v = environ ? tracer_env_lookup(environ, "MEMPROF_LEAK_CHECK_SIGNAL") : NULL;
+	if (!v || !v[0])
+		return;
+	int signo = 0;
+	for (; *v >= '0' && *v <= '9' && signo < 1000; v++)
+		signo = signo * 10 + (*v - '0');
+	if (*v || scan_install_signal(signo, leak_check_requested, NULL) != 0)
+		note(1, "MEMPROF_LEAK_CHECK_SIGNAL: not a signal number memprof can use: ignored");
 }
 
 /* ---- the constructor ------------------------------------------------------------------ */
@@ -819,8 +960,10 @@ __attribute__((constructor)) static void tracer_ctor(void)
 	pthread_atfork(fork_prepare, fork_parent, fork_child);
 	if (atomic_load(&tracer.recording)) {
 		modules_rescan();
+		objects_init(); /* objects: its signal first (objects.c) */
 		signals_install();
 		on_exit(on_exit_handler, NULL);
+		leak_check_signal_install();
 		sampler_start();
 	}
 	t->guard = guard;

@@ -8,7 +8,7 @@
  * the pool needs no dlsym, so there is no bootstrap buffer.  Each hook sets
  * the thread's guard, calls the pool inside scan_alloc_enter/leave, and
  * records the event: the stack (libunwind, the preload library's own frames
- * skipped), interned in the stack table, then an ALLOC/FREE/BADFREE record
+ * skipped but the public function's), interned in the stack table, then an ALLOC/FREE/BADFREE record
  * in the thread's buffer.  Sequence numbers come from one atomic counter:
  * an allocation takes its number after the pool returned the block, a free
  * before the pool releases it, so that when an address is reused its FREE
@@ -42,6 +42,7 @@
 
 #include "pool.h"
 #include "scan.h"
+#include "unwind.h"
 
 #define EXPORT __attribute__((visibility("default")))
 #define unlikely(x) __builtin_expect(!!(x), 0)
@@ -210,26 +211,14 @@ void tracer_thread_exit(void *arg)
 	errno = saved;
 }
 
-static bool own_frame(uintptr_t ip)
-{
-	return (ip >= tracer.self_lo && ip < tracer.self_hi) ||
-	       (ip >= tracer.unw_lo && ip < tracer.unw_hi);
-}
-
+/* The stack, innermost first (unwind.c).  Its innermost frame is the
+ * outermost of our own: the public function the program called (malloc,
+ * free, realloc...), as valgrind shows it.  Its ip is a return address
+ * inside that function because the library is built without sibling calls
+ * (tracer/meson.build). */
 static size_t capture_ips(uint64_t *ips)
 {
-	void *raw[STACK_DEPTH_MAX + 16];
-	int (*bt)(void **, int) = tracer.unw_backtrace;
-	if (!bt)
-		return 0;
-	int n = bt(raw, (int)tracer.depth + 16);
-	int i = 0;
-	while (i < n && own_frame((uintptr_t)raw[i]))
-		i++;
-	size_t k = 0;
-	for (; i < n && k < tracer.depth; i++)
-		ips[k++] = (uintptr_t)raw[i];
-	return k;
+	return unwind_capture(ips, tracer.depth);
 }
 
 static void emit_stack(void *arg, uint32_t id, uint32_t parent, uint64_t ip)
@@ -626,6 +615,8 @@ EXPORT int dlclose(void *handle)
 			return -1;
 	}
 	int r = tracer_real_dlclose(handle);
+	if (r == 0)
+		unwind_forget(); /* its code addresses may hold other code later */
 	if (r == 0 && !t->guard && recording()) {
 		int e = errno;
 		t->guard = 1;

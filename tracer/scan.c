@@ -195,6 +195,7 @@ struct thread_slot {
 	pid_t tid;
 	uintptr_t sp;
 	uintptr_t regs[NREGS];
+	uintptr_t tp; /* objects: the thread pointer (back-references) */
 };
 
 static struct {
@@ -245,6 +246,21 @@ static struct thread_slot *slot_add(pid_t tid)
 	return s;
 }
 
+/* objects: the calling thread's thread pointer (its TCB; static TLS lies
+ * below it on x86-64, above it on aarch64), 0 when unknown. */
+static uintptr_t thread_pointer(void)
+{
+#if defined(__x86_64__)
+	uintptr_t tp;
+	__asm__ volatile("mov %%fs:0, %0" : "=r"(tp));
+	return tp;
+#elif defined(__aarch64__)
+	return (uintptr_t)__builtin_thread_pointer();
+#else
+	return 0;
+#endif
+}
+
 /* Saves the thread's state in its slot and sleeps until the scan is done.
  * Async-signal-safe: atomics, futexes, gettid. */
 static void park(const uintptr_t *regs, uintptr_t sp)
@@ -256,6 +272,7 @@ static void park(const uintptr_t *regs, uintptr_t sp)
 		if (s) {
 			memcpy(s->regs, regs, sizeof(s->regs));
 			s->sp = sp;
+			s->tp = thread_pointer();
 		}
 		if (s && atomic_compare_exchange_strong(&s->state, &sent, SLOT_ARRIVED)) {
 			atomic_fetch_add(&g_stop.arrived, 1);
@@ -510,6 +527,7 @@ enum map_kind { MAP_ANON_KIND, MAP_FILE_KIND, MAP_SKIP_KIND };
 struct map_entry {
 	uintptr_t lo, hi;
 	uintptr_t scan_from; /* lowest stack pointer minus red zone inside */
+	pid_t stack_tid;     /* objects: the thread whose stack it is, or 0 */
 	bool r, w, x;
 	uint8_t kind;
 };
@@ -648,7 +666,16 @@ struct ctx {
 	size_t nexcl, capexcl;
 	uintptr_t self_sp;
 	uintptr_t self_regs[NREGS];
+	/* objects: header bytes of object blocks (0: a plain block), what first
+	 * reached each block (a word address, or REF_REGISTER_TAG | tid << 3;
+	 * 0: nothing), the word being examined */
+	uint8_t *hdr;
+	uintptr_t *pred;
+	uintptr_t from;
 };
+
+#define ST_REFSENT 64u      /* objects: its back-reference was reported */
+#define REF_REGISTER_TAG 1u
 
 struct count_arg {
 	size_t n;
@@ -726,6 +753,27 @@ static long block_index(const struct ctx *c, uintptr_t start)
 	}
 }
 
+static long block_index(const struct ctx *c, uintptr_t start);
+
+/* objects: the header size of each object block, and room for the
+ * back-references. */
+static int objects_build(struct ctx *c)
+{
+	size_t n = c->n;
+	char *mem = own_map(n * sizeof(uintptr_t) + n);
+	if (!mem)
+		return -ENOMEM;
+	c->pred = (uintptr_t *)mem;
+	c->hdr = (uint8_t *)(mem + n * sizeof(uintptr_t));
+	for (size_t k = 0; k < c->opts->n_objects; k++) {
+		const struct scan_object_block *o = &c->opts->objects[k];
+		long i = block_index(c, o->start);
+		if (i >= 0)
+			c->hdr[i] = (uint8_t)(o->header < 255 ? o->header : 255);
+	}
+	return 0;
+}
+
 static int blocks_build(struct ctx *c)
 {
 	struct count_arg cnt = {0, 0, 0};
@@ -764,7 +812,7 @@ static int blocks_build(struct ctx *c)
 			h = (h + 1) & mask;
 		c->hash[h] = (uint32_t)i + 1;
 	}
-	return 0;
+	return c->opts->n_objects > 0 ? objects_build(c) : 0;
 }
 
 /* The block that contains w as memcheck sees it (requested size; a
@@ -867,6 +915,13 @@ static void reach(struct ctx *c, uintptr_t w, bool prior_definite)
 	if (!find_block(c, w, &b, &i))
 		return;
 	uintptr_t s = (uintptr_t)b.start;
+	if (c->hdr && c->hdr[i]) {
+		/* objects: the header is no reference, the body is the start */
+		if (w < s + c->hdr[i])
+			return;
+		if (w == s + c->hdr[i])
+			w = s;
+	}
 	unsigned level = c->state[i] & ST_LEVEL;
 	if (level == ST_REACHABLE) {
 		if (w == s)
@@ -883,9 +938,13 @@ static void reach(struct ctx *c, uintptr_t w, bool prior_definite)
 	if (via_start && prior_definite) {
 		set_level(c, (size_t)i, ST_REACHABLE);
 		push(c, (size_t)i);
+		if (c->pred)
+			c->pred[i] = c->from;
 	} else if (level == ST_UNREACHED) {
 		set_level(c, (size_t)i, ST_POSSIBLE);
 		push(c, (size_t)i);
+		if (c->pred)
+			c->pred[i] = c->from;
 	}
 }
 
@@ -896,6 +955,8 @@ static void gather(struct ctx *c, uintptr_t w, size_t leader, size_t cur)
 	long i;
 	if (!find_block(c, w, &b, &i))
 		return;
+	if (c->hdr && w < (uintptr_t)b.start + c->hdr[i])
+		return; /* objects: a header word */
 	if ((c->state[i] & ST_LEVEL) != ST_UNREACHED || (size_t)i == leader)
 		return;
 	push(c, (size_t)i);
@@ -913,6 +974,7 @@ static void scan_words(struct ctx *c, uintptr_t lo, uintptr_t hi, long leader,
 		uintptr_t w = *(const uintptr_t *)a;
 		if (w - c->lo >= c->span)
 			continue;
+		c->from = a;
 		if (leader < 0)
 			reach(c, w, prior_definite);
 		else
@@ -937,7 +999,9 @@ static void process(struct ctx *c, long leader)
 		if (!pool_lookup((const void *)c->start[i], &b))
 			continue;
 		bool definite = (c->state[i] & ST_LEVEL) != ST_POSSIBLE;
-		scan_words(c, c->start[i], c->start[i] + b.size, leader, i, definite);
+		size_t skip = c->hdr ? c->hdr[i] : 0; /* objects: the body only */
+		scan_words(c, c->start[i] + (skip < b.size ? skip : b.size),
+			   c->start[i] + b.size, leader, i, definite);
 	}
 	g_fault.jb = NULL;
 }
@@ -1096,11 +1160,12 @@ static void scan_mapping(struct ctx *c, uintptr_t lo, uintptr_t hi)
 	}
 }
 
-static void note_sp(struct ctx *c, uintptr_t sp)
+static void note_sp(struct ctx *c, uintptr_t sp, pid_t tid)
 {
 	struct map_entry *m = maps_find(&c->maps, sp);
 	if (!m)
 		return;
+	m->stack_tid = tid;
 	uintptr_t from = sp > RED_ZONE ? sp - RED_ZONE : 0;
 	if (from < m->lo)
 		from = m->lo;
@@ -1112,11 +1177,13 @@ static void scan_roots(struct ctx *c)
 {
 	for (unsigned i = 0; i < g_stop.nslots; i++)
 		if (atomic_load(&g_stop.slots[i].state) == SLOT_ARRIVED)
-			note_sp(c, g_stop.slots[i].sp);
+			note_sp(c, g_stop.slots[i].sp, g_stop.slots[i].tid);
 	/* the calling thread: from scan_run's frame up, no red zone */
 	struct map_entry *me = maps_find(&c->maps, c->self_sp);
-	if (me)
+	if (me) {
 		me->scan_from = c->self_sp;
+		me->stack_tid = self_tid();
+	}
 	for (size_t k = 0; k < c->maps.n; k++) {
 		const struct map_entry *m = &c->maps.e[k];
 		if (!m->r || !m->w || m->kind == MAP_SKIP_KIND || glibc_arena_heap(m))
@@ -1127,10 +1194,12 @@ static void scan_roots(struct ctx *c)
 		const struct thread_slot *s = &g_stop.slots[i];
 		if (atomic_load(&s->state) != SLOT_ARRIVED)
 			continue;
+		c->from = ((uintptr_t)s->tid << 3) | REF_REGISTER_TAG;
 		for (int r = 0; r < NREGS; r++)
 			if (s->regs[r] - c->lo < c->span)
 				reach(c, s->regs[r], true);
 	}
+	c->from = ((uintptr_t)self_tid() << 3) | REF_REGISTER_TAG;
 	for (int r = 0; r < NREGS; r++)
 		if (c->self_regs[r] - c->lo < c->span)
 			reach(c, c->self_regs[r], true);
@@ -1209,12 +1278,14 @@ static void report_edges(struct ctx *c)
 			continue;
 		uintptr_t s = c->start[i];
 		uintptr_t end = (s + b.size) & ~(uintptr_t)(WORD - 1);
-		for (uintptr_t a = s; a < end; a += WORD) {
+		uintptr_t body = s + (c->hdr ? c->hdr[i] : 0); /* objects */
+		for (uintptr_t a = body; a < end; a += WORD) {
 			uintptr_t w = *(const uintptr_t *)a;
 			struct pool_block tb;
 			long j;
 			if (w - c->lo >= c->span || !find_block(c, w, &tb, &j) ||
-			    (c->state[j] & ST_LEVEL) == ST_REACHABLE)
+			    (c->state[j] & ST_LEVEL) == ST_REACHABLE ||
+			    (c->hdr && w < c->start[j] + c->hdr[j]))
 				continue;
 			c->sum->edges++;
 			if (c->sink && c->sink->edge)
@@ -1222,6 +1293,77 @@ static void report_edges(struct ctx *c)
 		}
 	}
 	g_fault.jb = NULL;
+}
+
+/* objects: what kind of root holds the word at a (not in a block). */
+static enum capture_ref_kind root_kind(struct ctx *c, uintptr_t a, uint32_t *tid)
+{
+	size_t tls = c->opts->tls_size;
+#if defined(__x86_64__)
+	const uintptr_t below = tls, above = 4096; /* static TLS, then the TCB */
+#else
+	const uintptr_t below = 4096, above = tls + 16;
+#endif
+	for (unsigned i = 0; tls > 0 && i <= g_stop.nslots; i++) {
+		uintptr_t tp;
+		pid_t t;
+		if (i == g_stop.nslots) {
+			tp = thread_pointer();
+			t = self_tid();
+		} else if (atomic_load(&g_stop.slots[i].state) == SLOT_ARRIVED) {
+			tp = g_stop.slots[i].tp;
+			t = g_stop.slots[i].tid;
+		} else {
+			continue;
+		}
+		if (tp != 0 && a + below >= tp && a < tp + above) {
+			*tid = (uint32_t)t;
+			return CAPTURE_REF_TLS;
+		}
+	}
+	const struct map_entry *m = maps_find(&c->maps, a);
+	if (m && m->stack_tid != 0 && a >= m->scan_from) {
+		*tid = (uint32_t)m->stack_tid;
+		return CAPTURE_REF_STACK;
+	}
+	*tid = 0;
+	return CAPTURE_REF_DATA;
+}
+
+/* objects: for every reached object block, its chain of first reachers up
+ * to a root, each block once. */
+static void report_refs(struct ctx *c)
+{
+	const struct scan_sink *sink = c->sink;
+	if (!c->pred || !c->opts->report_refs || !sink || !sink->ref)
+		return;
+	for (size_t i = 0; i < c->n; i++) {
+		if (!c->hdr[i])
+			continue;
+		size_t j = i;
+		for (size_t steps = 0; steps < c->n; steps++) {
+			uintptr_t from = c->pred[j];
+			if ((c->state[j] & ST_REFSENT) || from == 0)
+				break;
+			c->state[j] |= ST_REFSENT;
+			uint32_t tid = 0;
+			if (from & REF_REGISTER_TAG) {
+				sink->ref(c->start[j], 0, CAPTURE_REF_REGISTER,
+					  (uint32_t)(from >> 3), sink->arg);
+				break;
+			}
+			struct pool_block b;
+			long k;
+			if (from - c->lo < c->span && find_block(c, from, &b, &k)) {
+				sink->ref(c->start[j], from, CAPTURE_REF_BLOCK, 0, sink->arg);
+				j = (size_t)k;
+				continue;
+			}
+			enum capture_ref_kind kind = root_kind(c, from, &tid);
+			sink->ref(c->start[j], from, kind, tid, sink->arg);
+			break;
+		}
+	}
 }
 
 void scan_options_init(struct scan_options *o)
@@ -1266,6 +1408,7 @@ static int scan_locked(struct ctx *c)
 		gather_cliques(c);
 		report_blocks(c);
 		report_edges(c);
+		report_refs(c);
 	}
 	fault_catch_remove();
 	resume_world(c->sum);
@@ -1273,6 +1416,7 @@ static int scan_locked(struct ctx *c)
 	own_unmap(c->maps.e);
 	own_unmap(c->maps.text);
 	own_unmap(c->start);
+	own_unmap(c->pred);
 	return err;
 }
 
@@ -1289,7 +1433,7 @@ __attribute__((noinline)) static int scan_below(const struct scan_options *opts,
 	c.opts = opts;
 	c.sink = sink;
 	c.sum = sum;
-	c.self_sp = uc_regs(uc, c.self_regs);
+	c.self_sp = uc_regs(opts->caller_context ? opts->caller_context : uc, c.self_regs);
 	keep_callee_saved(c.self_regs);
 	scan_lock();
 	int err = scan_locked(&c);

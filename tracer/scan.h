@@ -32,6 +32,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <ucontext.h>
 
 #include "memprof/capture.h"
 
@@ -53,6 +54,20 @@ enum scan_heuristic {
 	(SCAN_HEUR_BIT(SCAN_HEUR_STDSTRING) | SCAN_HEUR_BIT(SCAN_HEUR_LENGTH64) | \
 	 SCAN_HEUR_BIT(SCAN_HEUR_NEWARRAY) |                                  \
 	 SCAN_HEUR_BIT(SCAN_HEUR_MULTIPLEINHERITANCE))
+
+/* ---- objects (libmemprof-heap) ---------------------------------------------
+ * An object block starts with the library's hidden header (refcount, type
+ * and, for tracked objects, the collector's list links).  For the scan, a
+ * pointer into that header is no reference (the collector's lists link
+ * every tracked object to its neighbours and to the library's globals), a
+ * pointer to the body counts as one to the block's start, and only the
+ * body is scanned.  With report_refs, the scan also remembers what first
+ * reached each block and reports, through sink->ref, the chain of every
+ * reached object block up to its root (objgraph's back-reference chain). */
+struct scan_object_block {
+	uintptr_t start; /* the block's start */
+	uint32_t header; /* bytes before the body (at most 255) */
+};
 
 /* Range enumerator, the shape of pool_foreach_own_range() and of the
  * tracer's tracer_foreach_own_range(). */
@@ -77,6 +92,23 @@ struct scan_options {
 	bool report_reachable;
 	/* Report the pointer edges between lost blocks (default). */
 	bool report_edges;
+	/* ---- objects (see above); default none ---- */
+	const struct scan_object_block *objects; /* sorted by start */
+	size_t n_objects;
+	bool report_refs;
+	/* bytes of static TLS next to each thread's thread pointer (below it
+	 * on x86-64, above on aarch64): roots found there are reported as
+	 * TLS; 0: TLS is not told apart */
+	size_t tls_size;
+	/* The calling thread as the program left it, or NULL (default: as at
+	 * the call of scan_run).  Its stack is then scanned from this
+	 * context's stack pointer up, with the callee-saved registers it
+	 * holds: the tracer passes the state where the program handed control
+	 * to memprof (exit(), memprof_leak_check()), so that stale words in
+	 * the frames of memprof's own code below it are not roots (memcheck
+	 * never sees such frames).  It must stay valid during the scan, in
+	 * memory that is not a root. */
+	const ucontext_t *caller_context;
 };
 
 /* Fills o with the defaults above. */
@@ -95,6 +127,12 @@ struct scan_sink {
 	 * the word at from + offset points into the block that starts at to
 	 * (its start or its inside). */
 	void (*edge)(uintptr_t from, size_t offset, uintptr_t to, void *arg);
+	/* With report_refs: the block that starts at addr was first reached
+	 * from the word at from (a register of thread tid for
+	 * CAPTURE_REF_REGISTER, from 0).  Blocks come child first: a
+	 * CAPTURE_REF_BLOCK's from lies in the block reported next. */
+	void (*ref)(uintptr_t addr, uintptr_t from, enum capture_ref_kind kind,
+		    uint32_t tid, void *arg);
 	void *arg;
 };
 

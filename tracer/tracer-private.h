@@ -150,6 +150,17 @@ void *writer_scratch_map(size_t len);
 void writer_scratch_unmap(void *p, size_t len);
 int writer_read_file(const char *path, char **out, size_t *len, size_t *map_len);
 
+/* ---- objects.c (libmemprof-heap programs) ---- */
+struct scan_options;
+#define RECORD_SCANREF_MAX (1u + 4u * RECORD_VARINT_MAX)
+void objects_init(void);
+void objects_at_exit(void);
+void objects_scan_options(struct scan_options *o);
+void objects_scan_done(void);
+void objects_foreach_own_range(void (*fn)(uintptr_t lo, uintptr_t hi, void *arg), void *arg);
+size_t objects_scanref_put(uint8_t *out, uint64_t addr, uint64_t from, uint64_t kind,
+			   uint64_t tid);
+
 /* ---- modules.c ---- */
 void modules_rescan(void);
 void modules_emit_all(void);

@@ -50,9 +50,11 @@
  *   STACK     u(id) u(parent_id) u(ip)
  *             one node of the prefix tree of stacks: a stack is the chain of
  *             nodes from its id up to parent 0, innermost frame first.  The
- *             tracer skips its own frames, so every ip, the innermost
- *             included, is a return address into the caller: the reader
- *             subtracts 1 from each before symbolizing.
+ *             tracer skips its own frames but one: the innermost frame is
+ *             the public function the program called (malloc, free...),
+ *             its ip a return address inside that function of the preload
+ *             library.  Every ip, the innermost included, is a return
+ *             address: the reader subtracts 1 from each before symbolizing.
  *             A node is written before any record of the same chunk that
  *             uses it, but possibly in a later chunk than a use made by
  *             another thread: readers resolve stacks after reading all.
@@ -101,6 +103,31 @@
  *   OBJECT    u(addr) u(type_id) u(refcount) u(flags) u(snapshot)
  *   OBJEDGE   u(from_addr) u(to_addr) u(snapshot)
  *   SNAPSHOT  u(id) u(t_ns) u(seq) str(label)
+ *   ---- objects (libmemprof-heap): what these records mean ----
+ *             A SNAPSHOT is written when the program calls mp_snapshot()
+ *             (its label), on the snapshot signal (label "signal N") and
+ *             at exit (id CAPTURE_SNAPSHOT_EXIT, label "exit"); ids of the
+ *             others count from 1.  OBJTYPE comes once per type, before
+ *             its first use; type_id is the capture's own number.  Each
+ *             SNAPSHOT is followed by one OBJCOUNT per type.  At exit
+ *             only: an OBJECT per live object (addr: the body the API
+ *             hands out; refcount: the references the program and other
+ *             objects hold, the collector's garbage list's own excluded;
+ *             flags CAPTURE_OBJ_*) and an OBJEDGE per reference one
+ *             tracked object holds to another (its traverse function).
+ *   OBJCOUNT  u(snapshot) u(type_id) u(count) u(bytes)
+ *             live objects of a type (tracked or not) and their bodies'
+ *             bytes at a snapshot.
+ *   SCANREF   u(addr) u(from) u(kind) u(tid)
+ *             the back-reference of a block of the last SCAN: what first
+ *             reached the block that starts at addr.  kind CAPTURE_REF_*:
+ *             BLOCK, from is the address of the pointer inside another
+ *             block (which has its own SCANREF, up to a root); DATA, from
+ *             is a root word outside any thread's stack and TLS (a global
+ *             when a module's symbol covers it); STACK, TLS: a word of
+ *             thread tid's stack or static TLS; REGISTER: a register of
+ *             thread tid (from 0).  Written for object blocks and the
+ *             blocks on their chains only.
  *
  * Readers ignore nothing silently: an unknown tag is corruption.
  */
@@ -139,7 +166,26 @@ enum capture_tag {
 	CAPTURE_OBJECT = 18,
 	CAPTURE_OBJEDGE = 19,
 	CAPTURE_SNAPSHOT = 20,
-	CAPTURE_TAG_MAX = 20,
+	CAPTURE_OBJCOUNT = 21,
+	CAPTURE_SCANREF = 22,
+	CAPTURE_TAG_MAX = 22,
+};
+
+/* ---- objects (libmemprof-heap) ---- */
+/* SNAPSHOT id of the snapshot taken at exit */
+#define CAPTURE_SNAPSHOT_EXIT 0u
+/* OBJECT flags */
+#define CAPTURE_OBJ_TRACKED 1u /* its type has a traverse function */
+#define CAPTURE_OBJ_GARBAGE 2u /* unreachable at exit: found by the exit
+				  collection (run with MP_GC_DEBUG_SAVEALL) or
+				  already on the garbage list (uncollectable) */
+/* SCANREF kinds */
+enum capture_ref_kind {
+	CAPTURE_REF_BLOCK = 0,
+	CAPTURE_REF_DATA = 1,
+	CAPTURE_REF_STACK = 2,
+	CAPTURE_REF_TLS = 3,
+	CAPTURE_REF_REGISTER = 4,
 };
 
 /* PROCESS flags */

@@ -1,0 +1,361 @@
+/*
+ * unwind.c: the stack of every event, at close to the cost of reading it.
+ *
+ * Main entry point: unwind_capture().  Three ways to a stack, cheapest
+ * first:
+ *
+ *   1. The thread's previous stack.  Each thread keeps the frames of its
+ *      last capture: return address and the stack slot it was read from.
+ *      Walking outward, as soon as a frame's slot and return address equal
+ *      a cached frame's, the frames outside it are taken from the cache,
+ *      once every one of their slots was read again and still holds the
+ *      same return address (a frame that returned and was replaced by
+ *      another call would have written its own there).
+ *   2. Frame pointers (x86-64).  From a frame whose base is fp, the caller's
+ *      return address is at fp + 8 and the caller's frame base at fp[0]
+ *      when the caller keeps a frame pointer at that call site.  Whether it
+ *      does is a property of the return address, learned from libunwind:
+ *      a call site is GOOD when, in a libunwind walk, the caller's rbp was
+ *      its canonical frame address - 16, BAD otherwise.  The walk steps
+ *      only from GOOD call sites (every address it trusts libunwind has
+ *      met), reads only inside the thread's stack, and needs each frame
+ *      base above the last one.  Anything else ends the fast walk.
+ *   3. libunwind (unw_step), from the start: its frames refill the cache
+ *      and teach the call-site verdicts.
+ *
+ * So a program built with frame pointers costs a few loads per frame until
+ * the walk meets the previous stack, and the frames of code without them
+ * (the C library's start code, outside main) come from the cache.  The
+ * verdict table is global and lock-free (one word per call site, set once
+ * by compare-and-swap); the cache is per thread, in TLS.  unwind_forget()
+ * clears both after a dlclose.
+ */
+#define _GNU_SOURCE
+#include "unwind.h"
+#include "tracer-private.h"
+
+#include <dlfcn.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#define UNW_LOCAL_ONLY
+#include <libunwind.h>
+
+#define STR_(x) #x
+#define STR(x) STR_(x)
+#define likely(x) __builtin_expect(!!(x), 1)
+#define unlikely(x) __builtin_expect(!!(x), 0)
+
+static struct {
+	int (*getcontext)(unw_context_t *);
+	int (*init_local)(unw_cursor_t *, unw_context_t *);
+	int (*step)(unw_cursor_t *);
+	int (*get_reg)(unw_cursor_t *, unw_regnum_t, unw_word_t *);
+} unw;
+
+/* ---- call-site verdicts --------------------------------------------------
+ * Open addressing, linear probing over a fixed table; a slot holds
+ * ip << 2 | verdict and never changes once set but to turn BAD (or to be
+ * cleared by unwind_forget).  A full neighbourhood only means the call site
+ * stays unknown (slow path). */
+
+enum verdict { V_UNKNOWN = 0, V_GOOD = 1, V_BAD = 2 };
+
+#define VERDICT_SLOTS (1u << 16)
+#define VERDICT_PROBES 16u
+
+static _Atomic uint64_t verdicts[VERDICT_SLOTS];
+static atomic_uint generation = 1;
+
+static size_t verdict_hash(uint64_t ip)
+{
+	return (size_t)((ip * 0x9e3779b97f4a7c15ull) >> 48);
+}
+
+static enum verdict verdict_get(uint64_t ip)
+{
+	size_t i = verdict_hash(ip);
+	for (unsigned n = 0; n < VERDICT_PROBES; n++, i = (i + 1) & (VERDICT_SLOTS - 1)) {
+		uint64_t v = atomic_load_explicit(&verdicts[i], memory_order_relaxed);
+		if (v == 0)
+			return V_UNKNOWN;
+		if (v >> 2 == ip)
+			return (enum verdict)(v & 3);
+	}
+	return V_UNKNOWN;
+}
+
+static void verdict_put(uint64_t ip, enum verdict what)
+{
+	if (ip == 0 || ip >> 61)
+		return;
+	uint64_t want = ip << 2 | what;
+	size_t i = verdict_hash(ip);
+	for (unsigned n = 0; n < VERDICT_PROBES; n++, i = (i + 1) & (VERDICT_SLOTS - 1)) {
+		uint64_t v = atomic_load_explicit(&verdicts[i], memory_order_relaxed);
+		if (v == 0 && atomic_compare_exchange_strong(&verdicts[i], &v, want))
+			return;
+		if (v >> 2 == ip) {
+			/* seen both ways: never trust it again */
+			if ((v & 3) != (uint64_t)what)
+				atomic_store_explicit(&verdicts[i], ip << 2 | V_BAD,
+						      memory_order_relaxed);
+			return;
+		}
+	}
+}
+
+void unwind_forget(void)
+{
+	atomic_fetch_add(&generation, 1);
+	for (size_t i = 0; i < VERDICT_SLOTS; i++)
+		atomic_store_explicit(&verdicts[i], 0, memory_order_relaxed);
+}
+
+/* ---- the thread's previous stack ---------------------------------------- */
+
+#define CACHE_FRAMES (STACK_DEPTH_MAX + 16u)
+
+struct frame {
+	uint64_t ip;
+	uintptr_t slot; /* where ip was read: the caller's sp - 8 */
+};
+
+/* f[0] is the OUTERMOST frame, f[n - 1] the innermost (the public entry
+ * point), so that a capture that shares the outer frames rewrites only the
+ * inner end. */
+struct thread_unwind {
+	int bounds;         /* 0 not asked yet, 1 known, -1 unknown */
+	unsigned gen;       /* generation of the cache's frames */
+	uintptr_t lo, hi;   /* the thread's stack */
+	uint32_t n;
+	bool complete;      /* f[0] is the outermost frame of the stack */
+	struct frame f[CACHE_FRAMES];
+	struct frame walk[CACHE_FRAMES]; /* fast_capture's scratch */
+};
+
+static __thread struct thread_unwind tu __attribute__((tls_model("initial-exec")));
+
+static void stack_bounds(struct thread_unwind *t)
+{
+	pthread_attr_t attr;
+	void *addr;
+	size_t size;
+	t->bounds = -1;
+	if (pthread_getattr_np(pthread_self(), &attr) != 0)
+		return;
+	if (pthread_attr_getstack(&attr, &addr, &size) == 0 && size > 0) {
+		t->lo = (uintptr_t)addr;
+		t->hi = (uintptr_t)addr + size;
+		t->bounds = 1;
+	}
+	pthread_attr_destroy(&attr);
+}
+
+static bool own_ip(uint64_t ip)
+{
+	return ip >= tracer.self_lo && ip < tracer.self_hi;
+}
+
+/* ---- 3: libunwind ---------------------------------------------------------- */
+
+/* A full walk; refills the cache and learns verdicts.  Frames are kept from
+ * the outermost of memprof's own (the public entry point) outward.  The
+ * frames go to t->f innermost first, and are turned round at the end. */
+static __attribute__((noinline)) size_t slow_capture(struct thread_unwind *t, uint64_t *ips,
+						     size_t max)
+{
+	unw_context_t ctx;
+	unw_cursor_t cur;
+	t->n = 0;
+	t->complete = false;
+	if (!unw.getcontext || unw.getcontext(&ctx) != 0 || unw.init_local(&cur, &ctx) != 0)
+		return 0;
+	uint32_t n = 0;
+	uint64_t prev_rbp = 0;
+	bool own = true, complete = false;
+	for (;;) {
+		unw_word_t ip = 0, sp = 0, rbp = 0;
+		if (unw.get_reg(&cur, UNW_REG_IP, &ip) != 0 ||
+		    unw.get_reg(&cur, UNW_REG_SP, &sp) != 0 || ip == 0)
+			break;
+#if defined(__x86_64__)
+		if (unw.get_reg(&cur, UNW_X86_64_RBP, &rbp) != 0)
+			rbp = 0;
+#endif
+		/* the frame inside this one kept a frame pointer at its call
+		 * site when its rbp was its frame base, our sp - 16 */
+		if (n > 0)
+			verdict_put(t->f[n - 1].ip, prev_rbp == sp - 16 ? V_GOOD : V_BAD);
+		if (own && !own_ip(ip))
+			own = false;
+		if (own)
+			n = 0; /* keep only the outermost of memprof's frames */
+		if (n == CACHE_FRAMES)
+			break;
+		t->f[n++] = (struct frame){ ip, (uintptr_t)sp - 8 };
+		prev_rbp = rbp;
+		int r = unw.step(&cur);
+		if (r <= 0) {
+			complete = r == 0;
+			break;
+		}
+	}
+	if (own)
+		n = 0;
+	size_t k = 0;
+	for (; k < n && k < max; k++)
+		ips[k] = t->f[k].ip;
+	for (uint32_t i = 0; i < n / 2; i++) {
+		struct frame tmp = t->f[i];
+		t->f[i] = t->f[n - 1 - i];
+		t->f[n - 1 - i] = tmp;
+	}
+	t->n = n;
+	t->complete = complete;
+	t->gen = atomic_load_explicit(&generation, memory_order_relaxed);
+	return k;
+}
+
+/* ---- 1 and 2: frame pointers, then the cache ------------------------------ */
+
+/* The cached frames f[0, c) (outside the matched f[c]) still in place? */
+static bool outer_holds(const struct thread_unwind *t, uint32_t c)
+{
+	for (uint32_t i = 0; i < c; i++) {
+		uintptr_t s = t->f[i].slot;
+		if (s < t->lo || s + 8 > t->hi || *(const uint64_t *)s != t->f[i].ip)
+			return false;
+	}
+	return true;
+}
+
+static bool fp_ok(uintptr_t next, uintptr_t fp, uintptr_t hi)
+{
+	return next > fp && !(next & 7) && next + 16 <= hi;
+}
+
+static size_t fast_capture(struct thread_unwind *t, uint64_t *ips, size_t max)
+{
+	uintptr_t fp = (uintptr_t)__builtin_frame_address(0);
+	uintptr_t hi = t->hi;
+	if (fp < t->lo || fp + 16 > hi)
+		return 0;
+	/* memprof's own frames: keep the outermost (the public entry point) */
+	struct frame *w = t->walk;
+	w[0].ip = 0;
+	for (;;) {
+		uint64_t ra = *(const uint64_t *)(fp + 8);
+		if (!own_ip(ra))
+			break;
+		w[0] = (struct frame){ ra, fp + 8 };
+		uintptr_t next = *(const uintptr_t *)fp;
+		if (!fp_ok(next, fp, hi))
+			return 0;
+		fp = next;
+	}
+	if (!w[0].ip)
+		return 0;
+	/* w: the walked frames, innermost first; a frame's function kept
+	 * its rbp at slot - 8 in its callee's frame.  The cache is searched
+	 * from its inner end as slots grow. */
+	size_t k = 1;
+	int64_t c = t->gen == atomic_load_explicit(&generation, memory_order_relaxed)
+			    ? (int64_t)t->n - 1
+			    : -1;
+	for (;;) {
+		const struct frame *cur = &w[k - 1];
+		while (c >= 0 && t->f[c].slot < cur->slot)
+			c--;
+		if (c >= 0 && t->f[c].slot == cur->slot && t->f[c].ip == cur->ip) {
+			uint32_t outer = (uint32_t)c;
+			if ((!t->complete && k + outer < max) || !outer_holds(t, outer))
+				return 0;
+			size_t out = 0;
+			for (size_t i = 0; i < k && out < max; i++)
+				ips[out++] = w[i].ip;
+			for (int64_t i = (int64_t)outer - 1; i >= 0 && out < max; i--)
+				ips[out++] = t->f[i].ip;
+			/* the cache: its outer frames, then the new inner ones */
+			for (size_t i = 1; i < k; i++)
+				t->f[outer + i] = w[k - 1 - i];
+			t->n = outer + (uint32_t)k;
+			return out;
+		}
+		if (k == max || k == CACHE_FRAMES)
+			break;
+		if (k > 1 && verdict_get(cur->ip) != V_GOOD)
+			return 0;
+		fp = cur->slot - 8;
+		uintptr_t next = *(const uintptr_t *)fp;
+		if (!fp_ok(next, fp, hi))
+			return 0;
+		w[k++] = (struct frame){ *(const uint64_t *)(next + 8), next + 8 };
+	}
+	/* cut at max: the walked frames only */
+	for (size_t i = 0; i < k; i++) {
+		ips[i] = w[i].ip;
+		t->f[k - 1 - i] = w[i];
+	}
+	t->n = (uint32_t)k;
+	t->complete = false;
+	t->gen = atomic_load_explicit(&generation, memory_order_relaxed);
+	return k;
+}
+
+#if MEMPROF_DEBUG_LEVEL >= 3
+/* Expensive check: the fast capture equals libunwind's; a difference is
+ * reported on stderr (debug builds only: it changes the program's
+ * output). */
+static __attribute__((noinline)) void self_check(struct thread_unwind *t, const uint64_t *ips,
+						 size_t n, size_t max)
+{
+	uint64_t ref[STACK_DEPTH_MAX];
+	size_t m = slow_capture(t, ref, max);
+	if (m == n && memcmp(ips, ref, n * sizeof(*ips)) == 0)
+		return;
+	char msg[128];
+	size_t i = 0;
+	while (i < n && i < m && ips[i] == ref[i])
+		i++;
+	int len = snprintf(msg, sizeof(msg),
+			   "memprof: unwind self-check: %zu fast vs %zu libunwind frames, "
+			   "first difference at %zu\n", n, m, i);
+	if (len > 0 && write(2, msg, (size_t)len) < 0)
+		return;
+}
+#endif
+
+size_t unwind_capture(uint64_t *ips, size_t max)
+{
+	struct thread_unwind *t = &tu;
+	if (max == 0)
+		return 0;
+#if defined(__x86_64__)
+	if (unlikely(t->bounds == 0))
+		stack_bounds(t);
+	if (likely(t->bounds > 0)) {
+		size_t n = fast_capture(t, ips, max);
+		if (likely(n > 0)) {
+#if MEMPROF_DEBUG_LEVEL >= 3
+			self_check(t, ips, n, max);
+#endif
+			return n;
+		}
+	}
+#endif
+	return slow_capture(t, ips, max);
+}
+
+void unwind_setup(void *h)
+{
+	unw.getcontext = (int (*)(unw_context_t *))dlsym(h, STR(unw_tdep_getcontext));
+	unw.init_local = (int (*)(unw_cursor_t *, unw_context_t *))dlsym(h, STR(unw_init_local));
+	unw.step = (int (*)(unw_cursor_t *))dlsym(h, STR(unw_step));
+	unw.get_reg = (int (*)(unw_cursor_t *, unw_regnum_t, unw_word_t *))dlsym(
+		h, STR(unw_get_reg));
+	if (!unw.getcontext || !unw.init_local || !unw.step || !unw.get_reg)
+		unw.getcontext = NULL;
+}

@@ -1,0 +1,26 @@
+/*
+ * unwind.h: the tracer's stack capture, the hot half of every event.
+ *
+ * unwind_capture() returns the program's return addresses for the current
+ * call, innermost first, memprof's own frames skipped but the public
+ * function the program called (malloc, free...), which stays the innermost
+ * frame.  It walks frame pointers where they were proven to hold, reuses the
+ * outer frames of the thread's previous stack once it meets one whose saved
+ * return address is still in its stack slot (and every outer slot still
+ * holds its own), and falls back to libunwind for the rest.  See unwind.c.
+ */
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Called once libunwind is loaded (its dlopen handle), before any capture. */
+void unwind_setup(void *libunwind_handle);
+
+/* Fills ips[0, max) with the current stack; returns the number of frames
+ * (0 when no unwinder is available). */
+size_t unwind_capture(uint64_t *ips, size_t max);
+
+/* Forgets everything learned about code addresses (after a dlclose: an
+ * unloaded object's addresses may hold other code later). */
+void unwind_forget(void);
