@@ -1,6 +1,7 @@
 /*
  * memprof.c: the memprof executable: global options and the dispatch to
- * one source file per sub-command (run.c, report.c).  Entry point: main().
+ * one source file per sub-command (run.c, report.c, diff.c).  Entry point:
+ * main().
  *
  * `memprof --help`, `memprof --version`, `memprof help COMMAND`; anything
  * else unknown prints the usage on stderr and exits with 2.
@@ -22,6 +23,7 @@ struct command {
 static const struct command commands[] = {
 	{ "run", cli_run_main, cli_run_help, "run a program and report its memory use" },
 	{ "report", cli_report_main, cli_report_help, "render a saved capture again" },
+	{ "diff", cli_diff_main, cli_diff_help, "compare two captures: which sites grew" },
 };
 
 #define N_COMMANDS (sizeof(commands) / sizeof(*commands))

@@ -40,11 +40,17 @@ struct run_options {
 	const char *output;
 	const char **json;
 	size_t n_json;
+	/* --html FILE (any number of them): paths and their streams */
+	const char **html;
+	FILE **html_files;
+	size_t n_html;
 	unsigned long depth;
 	unsigned long top;
 	bool follow_fork;
+	struct cli_run_leaks *leaks; /* leaks.c: gates, suppressions, SARIF, JUnit */
 	bool quiet;
 	char **argv; /* the program and its arguments */
+	int snapshot_signal; /* objects: --snapshot-signal, or 0 */
 };
 
 void cli_run_help(FILE *out)
@@ -58,13 +64,37 @@ void cli_run_help(FILE *out)
 	      "  -o, --output FILE  write the capture to FILE\n"
 	      "                     (default: memprof.PROGRAM.PID.mpc in the current directory)\n"
 	      "      --json FILE    also write the JSON report to FILE (may be repeated)\n"
+	      "      --html FILE    also write the HTML report to FILE (may be repeated)\n"
 	      "      --depth N      record at most N frames per stack (1 to 256)\n"
 	      "      --follow-fork  trace forked children too, each into its own capture\n"
 	      "      --top N        entries of each list of allocation sites (default 5)\n"
 	      "  -q, --quiet        do not print the text report\n"
+	      "\n"
+	      "Leaks and CI gates:\n"
+	      "      --fail-on-leak[=KINDS]  exit with status 23 when blocks of these kinds\n"
+	      "                     remain after suppressions: definite, indirect, possible,\n"
+	      "                     reachable, comma separated, or all\n"
+	      "                     (default definite,indirect,possible)\n"
+	      "      --max-leaked SIZE  fail when definitely + indirectly + possibly lost\n"
+	      "                     bytes exceed SIZE (4096, 10k, 10KiB = 10240, 10KB = 10000)\n"
+	      "      --max-peak SIZE  fail when the peak of live bytes exceeds SIZE\n"
+	      "      --leak-exitcode N  exit with N (0 to 255) instead of 23 when a gate fails\n"
+	      "      --suppressions FILE  suppress the leaks FILE describes (valgrind's or\n"
+	      "                     LeakSanitizer's format; may be repeated)\n"
+	      "      --gen-suppressions  print a valgrind suppression after each loss record\n"
+	      "      --sarif FILE   also write the leaks as SARIF 2.1.0 to FILE\n"
+	      "      --junit FILE   also write a JUnit XML test report to FILE\n"
+	      "      --leak-check-signal SIG  scan for leaks whenever the program gets SIG\n"
+	      "                     (a number or a name: USR2, RTMIN+3...)\n"
+	      "\n"
+	      "Programs that use libmemprof-heap:\n"
+	      "      --snapshot-signal SIG  take a snapshot of the live objects by type\n"
+	      "                     whenever the program gets SIG (a number or a name:\n"
+	      "                     USR1...); the report shows the growth between snapshots\n"
 	      "  -h, --help         show this help and exit\n"
 	      "\n"
-	      "Exit status: the program's own, 128+N when it died of signal N, 2 for a\n"
+	      "Exit status: the program's own, 128+N when it died of signal N; when a\n"
+	      "gate fails, 23 or the --leak-exitcode status; 2 for a\n"
 	      "usage error or a program memprof cannot trace (statically linked, setuid\n"
 	      "or setgid), 126 when PROGRAM cannot be executed, 127 when it is not found.\n"
 	      "\n"
@@ -84,15 +114,39 @@ __attribute__((format(printf, 1, 2))) static int usage_error(const char *fmt, ..
 	return CLI_EXIT_USAGE;
 }
 
+/* objects: a signal number, or a name with or without SIG; 0 when bad. */
+static int snapshot_signal_parse(const char *s)
+{
+	char *end;
+	if (s[0] >= '0' && s[0] <= '9') {
+		long n = strtol(s, &end, 10);
+		return *end == '\0' && n > 0 && n < NSIG && n != SIGKILL && n != SIGSTOP ? (int)n
+											  : 0;
+	}
+	if (strncmp(s, "SIG", 3) == 0)
+		s += 3;
+	for (int n = 1; n < NSIG; n++) {
+		const char *abbrev = sigabbrev_np(n);
+		if (abbrev && strcmp(abbrev, s) == 0 && n != SIGKILL && n != SIGSTOP)
+			return n;
+	}
+	return 0;
+}
+
 static int parse_options(int argc, char **argv, struct run_options *o)
 {
 	enum { OPT_JSON = 256, OPT_DEPTH, OPT_FOLLOW_FORK, OPT_TOP };
+	enum { OPT_HTML = 1024 }; /* apart from the others: no clash when they grow */
+	enum { OPT_SNAPSHOT_SIGNAL = 3072 }; /* objects */
 	static const struct option longopts[] = {
 		{ "output", required_argument, NULL, 'o' },
 		{ "json", required_argument, NULL, OPT_JSON },
+		{ "html", required_argument, NULL, OPT_HTML },
+		CLI_LEAKS_LONGOPTS,
 		{ "depth", required_argument, NULL, OPT_DEPTH },
 		{ "follow-fork", no_argument, NULL, OPT_FOLLOW_FORK },
 		{ "top", required_argument, NULL, OPT_TOP },
+		{ "snapshot-signal", required_argument, NULL, OPT_SNAPSHOT_SIGNAL },
 		{ "quiet", no_argument, NULL, 'q' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
@@ -109,6 +163,15 @@ static int parse_options(int argc, char **argv, struct run_options *o)
 		case OPT_JSON:
 			o->json[o->n_json++] = optarg;
 			break;
+		case OPT_HTML:
+			o->html[o->n_html++] = optarg;
+			break;
+		case CLI_OPT_FAIL_ON_LEAK ... CLI_OPT_LEAK_CHECK_SIGNAL: {
+			int r = cli_leaks_option(c, optarg, o->leaks, usage_error);
+			if (r >= 0)
+				return r;
+			break;
+		}
 		case OPT_DEPTH:
 			if (!cli_parse_count(optarg, 1, DEPTH_MAX, &o->depth))
 				return usage_error("--depth wants a number from 1 to %lu, not '%s'",
@@ -124,6 +187,12 @@ static int parse_options(int argc, char **argv, struct run_options *o)
 			break;
 		case 'q':
 			o->quiet = true;
+			break;
+		case OPT_SNAPSHOT_SIGNAL:
+			o->snapshot_signal = snapshot_signal_parse(optarg);
+			if (!o->snapshot_signal)
+				return usage_error("--snapshot-signal wants a signal number or name "
+						   "(USR1, SIGUSR2, 10...), not '%s'", optarg);
 			break;
 		case 'h':
 			cli_run_help(stdout);
@@ -380,6 +449,11 @@ __attribute__((noreturn)) static void child(const struct run_options *o, const c
 		snprintf(buf, sizeof(buf), "%lu", o->depth);
 		setenv("MEMPROF_DEPTH", buf, 1);
 	}
+	cli_leaks_child_env(o->leaks);
+	if (o->snapshot_signal) { /* objects */
+		snprintf(buf, sizeof(buf), "%d", o->snapshot_signal);
+		setenv("MEMPROF_SNAPSHOT_SIGNAL", buf, 1);
+	}
 	if (o->follow_fork)
 		setenv("MEMPROF_FOLLOW_FORK", "1", 1);
 	else
@@ -515,13 +589,25 @@ static void list_children(const char *capture, time_t since)
 static int run_with(int argc, char **argv, struct run_options *op, FILE **json);
 
 /* Reads the capture and writes the reports; the status is the program's. */
-static int report(const struct run_options *o, const char *capture, FILE **json,
-		  struct reports_outcome *oc)
+static int report(const struct run_options *o, const char *capture, int capture_fd,
+		  FILE **json, struct reports_outcome *oc)
 {
 	struct reports_capture *cap = NULL;
 	struct reports_error err;
-	if (reports_capture_load_file(capture, &cap, &err) < 0) {
-		if (access(capture, F_OK) < 0)
+	char fd_path[64];
+	const char *source = cli_capture_source(capture, capture_fd, fd_path, sizeof(fd_path));
+	cli_progress_begin(); /* progress.c: cli_outputs_render ends it */
+	int loaded = reports_capture_load_file(source, &cap, &err);
+	cli_progress_clear();
+	if (loaded < 0) {
+		struct stat st;
+		const char *full = cli_capture_fs_problem(capture);
+		if (full && oc->signal != SIGKILL)
+			fprintf(stderr,
+				"memprof: recording stopped: nothing usable could be written to "
+				"the capture %s: %s\n",
+				capture, full);
+		else if (stat(source, &st) < 0 || st.st_size == 0)
 			fprintf(stderr,
 				"memprof: no capture was written to %s: the program did not load "
 				"memprof's tracer, or was killed before it started\n",
@@ -530,15 +616,20 @@ static int report(const struct run_options *o, const char *capture, FILE **json,
 			fprintf(stderr, "memprof: %s: %s\n", capture, err.message);
 		return -1;
 	}
+	cli_capture_explain(capture, cap, oc);
 	struct cli_outputs outs = {
 		.text = o->quiet ? NULL : stderr,
 		.color = !o->quiet && cli_color_wanted(stderr),
 		.json = json,
 		.n_json = o->n_json,
 		.json_paths = o->json,
+		.html = o->html_files,
+		.n_html = o->n_html,
+		.html_paths = o->html,
 		.top = o->top,
 		.outcome = *oc,
 	};
+	cli_leaks_outputs(o->leaks, &outs);
 	int res = cli_outputs_render(cap, &outs);
 	reports_capture_destroy(cap);
 	return res;
@@ -555,8 +646,19 @@ int cli_run_main(int argc, char **argv)
 		free(json);
 		return CLI_EXIT_USAGE;
 	}
-	struct run_options o = { .json = json_paths };
-	int status = run_with(argc, argv, &o, json);
+	/* the same for --html */
+	const char **html_paths = calloc((size_t)argc + 1, sizeof(*html_paths));
+	FILE **html = calloc((size_t)argc + 1, sizeof(*html));
+	struct cli_run_leaks leaks = { 0 };
+	struct run_options o = { .json = json_paths, .html = html_paths, .html_files = html,
+				 .leaks = &leaks };
+	int status = CLI_EXIT_USAGE;
+	if (html_paths && html)
+		status = run_with(argc, argv, &o, json);
+	else
+		fprintf(stderr, "memprof: out of memory\n");
+	free(html_paths);
+	free(html);
 	free(json_paths);
 	free(json);
 	return status;
@@ -589,26 +691,48 @@ static int run_with(int argc, char **argv, struct run_options *op, FILE **json)
 			break;
 		}
 	}
-	if (status == 0 && o.output) {
-		struct stat st;
-		if (stat(o.output, &st) == 0 && S_ISREG(st.st_mode))
-			unlink(o.output); /* never read a stale capture */
+	size_t opened_html = 0;
+	for (; status == 0 && opened_html < o.n_html; opened_html++) {
+		o.html_files[opened_html] = fopen(o.html[opened_html], "we");
+		if (!o.html_files[opened_html]) {
+			fprintf(stderr, "memprof: cannot write %s: %s\n", o.html[opened_html],
+				strerror(errno));
+			status = CLI_EXIT_USAGE;
+			break;
+		}
 	}
+	if (status == 0)
+		status = cli_leaks_open(o.leaks);
+	/* the capture file too (run-capture.c: no links, mode 0600) */
+	int capture_fd = -1;
+	if (status == 0)
+		status = cli_capture_prepare(o.output, &capture_fd);
 	time_t started = time(NULL);
 	long pid = 0;
 	int wstatus = status == 0 ? spawn_and_wait(&o, preload, &pid, &status) : -1;
+	if (wstatus < 0 && capture_fd >= 0)
+		unlink(o.output); /* created for a program that never ran */
 	if (wstatus >= 0) {
 		struct reports_outcome oc = { 0 };
 		char capture[PATH_MAX];
 		status = exit_status(wstatus, &oc);
 		capture_path(&o, pid, capture, sizeof(capture));
-		report(&o, capture, json, &oc);
+		int reported = report(&o, capture, capture_fd, json, &oc);
+		/* the leak gates decide now, the report done */
+		status = cli_leaks_status(o.leaks, status, reported >= 0);
 		if (o.follow_fork)
 			list_children(capture, started);
 	}
+	if (capture_fd >= 0)
+		close(capture_fd);
+	cli_leaks_close(o.leaks);
 	for (size_t i = 0; i < opened; i++) {
 		if (fclose(json[i]) != 0)
 			fprintf(stderr, "memprof: cannot write %s: %s\n", o.json[i], strerror(errno));
+	}
+	for (size_t i = 0; i < opened_html; i++) {
+		if (fclose(o.html_files[i]) != 0)
+			fprintf(stderr, "memprof: cannot write %s: %s\n", o.html[i], strerror(errno));
 	}
 	return status;
 }

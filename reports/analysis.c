@@ -148,6 +148,8 @@ static int count_all(struct builder *bd, struct replay *rp, size_t *peak_index)
 		uint32_t site = 0;
 		struct block freed;
 		int res;
+		if ((i & 0xffff) == 0) /* progress.c */
+			reports_progress("analysing", i, cap->n_events);
 		if (ev->kind == REPORTS_EVENT_ALLOC) {
 			if ((res = site_of(bd, ev->stack, &site)) < 0)
 				return res;
@@ -297,6 +299,7 @@ static int classify(struct builder *bd, struct replay *rp)
 	if (an->scanned) {
 		size_t chosen = chosen_scan(cap);
 		an->scan_partial = cap->scans[chosen].flags & CAPTURE_SCAN_PARTIAL;
+		an->scan_on_demand = !(cap->scans[chosen].flags & CAPTURE_SCAN_AT_EXIT);
 		for (size_t i = 0; i < cap->n_scan_blocks; i++)
 			if (cap->scan_blocks[i].scan == chosen &&
 			    (i >= UINT32_MAX ||
@@ -311,6 +314,16 @@ static int classify(struct builder *bd, struct replay *rp)
 	n = ctx.n;
 	if (n > 1)
 		qsort(cl, n, sizeof(*cl), cmp_classified);
+	/* leaks: the blocks themselves, for suppressions and cycles (leaks.c) */
+	an->leak_blocks = calloc(n ? n : 1, sizeof(*an->leak_blocks));
+	if (!an->leak_blocks)
+		goto out;
+	for (size_t i = 0; i < n; i++)
+		an->leak_blocks[i] = (struct reports_leak_block){
+			cl[i].addr, cl[i].size, cl[i].indirect_of, cl[i].stack, cl[i].kind,
+			UINT32_MAX, -1,
+		};
+	an->n_leak_blocks = n;
 	/* one record per (kind, stack); remember each block's record */
 	size_t cap_records = 0;
 	reports_map_finish(&scan);
@@ -433,6 +446,8 @@ static int build_lineno(struct builder *bd, struct reports_symbolizer *sym)
 		return -ENOMEM;
 	for (size_t i = 0; i < an->n_sites; i++) {
 		const struct reports_site *s = &an->sites[i];
+		if ((i & 0xff) == 0) /* progress.c */
+			reports_progress("symbolizing", i, an->n_sites);
 		lineno_key(sym, bd->cap, s->stack, &fr, &v[i]);
 		v[i].allocations = s->allocations;
 		v[i].bytes = s->bytes;
@@ -536,6 +551,10 @@ struct reports_analysis *reports_analysis_run(const struct reports_capture *cap,
 	reports_map_finish(&bd.site_of_stack);
 	if (res == 0)
 		res = build_lineno(&bd, sym);
+	if (res == 0)
+		res = reports_cycles_find(cap, an);
+	if (res == 0) /* objects: libmemprof-heap (objects.c) */
+		an->objects = reports_objects_analyse(cap, sym, &res);
 	if (res < 0) {
 		reports_analysis_destroy(an);
 		return NULL;
@@ -558,6 +577,11 @@ void reports_analysis_destroy(struct reports_analysis *an)
 	free(an->sites);
 	free(an->lineno);
 	free(an->leak_records);
+	free(an->leak_blocks);
+	if (an->cycles)
+		reports_cycles_finish(an->cycles);
+	free(an->cycles);
+	reports_objects_destroy(an->objects);
 	free(an);
 }
 

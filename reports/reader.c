@@ -72,8 +72,10 @@ struct reader {
 	size_t cap_events, cap_modules, cap_samples, cap_threads, cap_badfrees,
 		cap_notes, cap_scans, cap_scan_blocks, cap_scan_edges, cap_objtypes,
 		cap_objects, cap_objedges, cap_snapshots;
+	size_t cap_objcounts, cap_scan_refs; /* objects: OBJCOUNT, SCANREF */
 
 	/* per-chunk delta state */
+	uint32_t chunk_tid;
 	uint64_t prev_seq;
 	uint64_t prev_addr;
 	uint64_t order;
@@ -91,6 +93,7 @@ static const char *const tag_names[CAPTURE_TAG_MAX + 1] = {
 	[CAPTURE_SCANBLOCK] = "SCANBLOCK", [CAPTURE_SCANEDGE] = "SCANEDGE",
 	[CAPTURE_OBJTYPE] = "OBJTYPE",     [CAPTURE_OBJECT] = "OBJECT",
 	[CAPTURE_OBJEDGE] = "OBJEDGE",     [CAPTURE_SNAPSHOT] = "SNAPSHOT",
+	[CAPTURE_OBJCOUNT] = "OBJCOUNT",   [CAPTURE_SCANREF] = "SCANREF",
 };
 
 __attribute__((format(printf, 3, 4))) static int fail(struct reader *r, uint64_t off,
@@ -382,6 +385,7 @@ static int rec_event(struct reader *r, struct cursor *c, bool alloc)
 		.size = size,
 		.order = r->order++,
 		.kind = alloc ? REPORTS_EVENT_ALLOC : REPORTS_EVENT_FREE,
+		.thread = (uint16_t)r->chunk_tid,
 		.stack = REPORTS_NO_STACK,
 	};
 	r->prev_seq = ev.seq;
@@ -695,6 +699,37 @@ static int rec_snapshot(struct reader *r, struct cursor *c)
 	return 0;
 }
 
+/* ---- objects: OBJCOUNT, SCANREF ---- */
+static int rec_objcount(struct reader *r, struct cursor *c)
+{
+	struct reports_objcount o;
+	int res = get_many(r, c, 4, &o.snapshot, &o.type_id, &o.count, &o.bytes);
+	if (res < 0)
+		return res;
+	struct reports_capture *cap = r->cap;
+	if (reports_vec_push(&cap->objcounts, &cap->n_objcounts, &r->cap_objcounts, &o,
+			     sizeof(o)) < 0)
+		return nomem(r);
+	return 0;
+}
+
+static int rec_scanref(struct reader *r, struct cursor *c)
+{
+	struct reports_scan_ref f;
+	int res = get_many(r, c, 4, &f.addr, &f.from, &f.kind, &f.tid);
+	if (res < 0)
+		return res;
+	if (f.kind > CAPTURE_REF_REGISTER)
+		return bad_value(r, c, "kind", f.kind);
+	if ((res = in_scan(r, c, &f.scan)) < 0)
+		return res;
+	struct reports_capture *cap = r->cap;
+	if (reports_vec_push(&cap->scan_refs, &cap->n_scan_refs, &r->cap_scan_refs, &f,
+			     sizeof(f)) < 0)
+		return nomem(r);
+	return 0;
+}
+
 static int read_record(struct reader *r, struct cursor *c)
 {
 	switch (c->tag) {
@@ -718,6 +753,8 @@ static int read_record(struct reader *r, struct cursor *c)
 	case CAPTURE_OBJECT: return rec_object(r, c);
 	case CAPTURE_OBJEDGE: return rec_objedge(r, c);
 	case CAPTURE_SNAPSHOT: return rec_snapshot(r, c);
+	case CAPTURE_OBJCOUNT: return rec_objcount(r, c);
+	case CAPTURE_SCANREF: return rec_scanref(r, c);
 	}
 	return fail(r, r->record_off, "corrupt capture: unknown record tag %d", c->tag);
 }
@@ -768,11 +805,13 @@ static int read_chunks(struct reader *r)
 			return fail(r, off,
 				    "corrupt capture: chunk checksum mismatch (stored 0x%08x, computed 0x%08x)",
 				    sum, want);
+		r->chunk_tid = le32(h + 8);
 		int res = read_chunk(r, off + CAPTURE_CHUNK_HEADER_SIZE, payload, plen);
 		if (res < 0)
 			return res;
 		cap->n_chunks++;
 		off += CAPTURE_CHUNK_HEADER_SIZE + plen;
+		reports_progress("reading", off, r->len); /* progress.c */
 	}
 	return 0;
 }
@@ -927,6 +966,11 @@ int reports_capture_load_file(const char *path, struct reports_capture **out,
 			if (n == 0)
 				break;
 			len += (size_t)n;
+			/* an endless device (/dev/zero, /dev/full) is no capture:
+			 * stop as soon as its first bytes say so */
+			if (len >= CAPTURE_MAGIC_LEN &&
+			    memcmp(data, CAPTURE_MAGIC, CAPTURE_MAGIC_LEN) != 0)
+				break;
 		}
 	}
 	close(fd);
@@ -973,6 +1017,8 @@ void reports_capture_destroy(struct reports_capture *cap)
 	for (size_t i = 0; i < cap->n_snapshots; i++)
 		free(cap->snapshots[i].label);
 	free(cap->snapshots);
+	free(cap->objcounts);
+	free(cap->scan_refs);
 	free(cap);
 }
 

@@ -186,10 +186,12 @@ static void json_totals(FILE *out, const struct reports_capture *cap,
 	fprintf(out,
 		"  \"capture\": {\"incomplete\": %s, \"truncated\": %s, \"has_end\": %s"
 		", \"lost_events\": %" PRIu64 ", \"scanned\": %s, \"scan_partial\": %s"
+		", \"scan_on_demand\": %s"
 		", \"exec\": %s, \"forked_child\": %s},\n",
 		cap->incomplete ? "true" : "false", cap->truncated ? "true" : "false",
 		cap->has_end ? "true" : "false", cap->lost_events,
 		an->scanned ? "true" : "false", an->scan_partial ? "true" : "false",
+		an->scan_on_demand ? "true" : "false",
 		cap->has_end && cap->end_how == CAPTURE_END_EXEC ? "true" : "false",
 		cap->process_flags & CAPTURE_PROCESS_FORKED ? "true" : "false");
 }
@@ -217,8 +219,10 @@ static int json_leaks(FILE *out, const struct reports_capture *cap,
 			return res;
 		fputc('}', out);
 	}
-	fputs("],\n  \"cycles\": [],\n", out);
-	return 0;
+	fputs("],\n  \"cycles\": ", out);
+	int res = reports_json_cycles(out, cap, an, sym, fr);
+	fputs(",\n", out);
+	return res;
 }
 
 static int json_sites(FILE *out, const struct reports_capture *cap,
@@ -356,7 +360,19 @@ int reports_render_json(FILE *out, const struct reports_capture *cap,
 		return res;
 	json_notes(out, cap);
 	json_allocator(out, cap);
-	fputs("  \"objects\": {\"types\": [], \"uncollectable_cycles\": []}\n}\n", out);
+	fputs("  \"objects\": ", out); /* objects: objects.c */
+	res = reports_objects_render_json(out, an->objects, cap, sym);
+	if (res < 0)
+		return res;
+	fputs("\n}\n", out);
 	fflush(out);
 	return ferror(out) ? -EIO : 0;
+}
+
+/* leaks: the frame list of a stack, for cycles.c */
+int reports_json_stack(FILE *out, const struct reports_capture *cap,
+		       struct reports_symbolizer *sym, uint32_t stack,
+		       struct reports_frames *fr)
+{
+	return json_stack(out, cap, sym, stack, fr);
 }

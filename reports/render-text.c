@@ -314,6 +314,8 @@ static int print_leak_records(struct text *t)
 			r->blocks, leak_phrase(r->kind), i + 1, an->n_leak_records,
 			color(t, lost ? RESET : ""));
 		int res = print_stack(t, r->stack, "   ");
+		if (res == 0 && t->opts->gen_suppressions && r->kind != REPORTS_LEAK_SUPPRESSED)
+			res = reports_render_text_suppression(t->out, t->cap, t->sym, r);
 		if (res < 0)
 			return res;
 		fputc('\n', t->out);
@@ -339,6 +341,10 @@ static void print_leak_summary(struct text *t)
 	else if (an->scan_partial)
 		fputs("   (the scan could not stop every thread: some blocks may be "
 		      "misclassified)\n",
+		      t->out);
+	if (an->scanned && an->scan_on_demand)
+		fputs("   (no scan at exit: these are the kinds of the last on-demand scan; "
+		      "blocks allocated after it count as still reachable)\n",
 		      t->out);
 }
 
@@ -407,16 +413,21 @@ static void print_notes(struct text *t)
 		return;
 	heading(t, "Notes");
 	const char *warn = color(t, YELLOW), *reset = color(t, RESET);
+	/* the program ended on its own: the tracer could not write the rest */
+	const char *stopped = t->opts->outcome.known && t->opts->outcome.signal == 0
+				      ? "memprof stopped recording: it could not write the rest"
+				      : NULL;
 	if (cap->truncated)
 		fprintf(t->out,
 			"  %swarning:%s the capture is incomplete: it ends inside a chunk at byte "
-			"%" PRIu64 " (the program was killed while writing it)\n",
-			warn, reset, cap->truncated_at);
+			"%" PRIu64 " (%s)\n",
+			warn, reset, cap->truncated_at,
+			stopped ? stopped : "the program was killed while writing it");
 	else if (cap->incomplete)
 		fprintf(t->out,
 			"  %swarning:%s the capture is incomplete: the end of the program was not "
-			"recorded (killed, or still running)\n",
-			warn, reset);
+			"recorded (%s)\n",
+			warn, reset, stopped ? stopped : "killed, or still running");
 	if (cap->lost_events)
 		fprintf(t->out, "  %swarning:%s %" PRIu64 " events could not be recorded\n", warn,
 			reset, cap->lost_events);
@@ -453,6 +464,10 @@ int reports_render_text(FILE *out, const struct reports_capture *cap,
 		print_lineno(&t);
 		res = print_leak_records(&t);
 	}
+	if (res == 0)
+		res = reports_render_text_cycles(out, cap, an, sym);
+	if (res == 0) /* objects: objects.c */
+		res = reports_objects_render_text(out, an->objects, cap, sym, opts->top);
 	if (res == 0) {
 		print_leak_summary(&t);
 		print_allocator(&t);
@@ -460,6 +475,8 @@ int reports_render_text(FILE *out, const struct reports_capture *cap,
 	}
 	if (res == 0)
 		print_notes(&t);
+	if (res == 0 && opts->supp)
+		reports_render_text_supp_summary(out, opts->supp, opts->color);
 	free(order);
 	reports_frames_finish(&t.fr);
 	if (res < 0)

@@ -40,7 +40,8 @@ struct reports_event {
 	uint64_t size;   /* ALLOC only */
 	uint64_t order;  /* position in the file: ties in seq keep file order */
 	uint32_t stack;  /* canonical stack node, or REPORTS_NO_STACK */
-	uint32_t kind;   /* enum reports_event_kind */
+	uint16_t kind;   /* enum reports_event_kind */
+	uint16_t thread; /* the recording thread's id, low 16 bits */
 };
 
 /* One frame of the stack tree: ip 0 is a frame the capture did not
@@ -164,6 +165,22 @@ struct reports_snapshot {
 	char *label;
 };
 
+/* ---- objects: OBJCOUNT, SCANREF (capture.h) ---- */
+struct reports_objcount {
+	uint64_t snapshot;
+	uint64_t type_id;
+	uint64_t count;
+	uint64_t bytes;
+};
+
+struct reports_scan_ref {
+	size_t scan;   /* the SCAN it belongs to */
+	uint64_t addr; /* the block */
+	uint64_t from; /* where the pointer to it was found */
+	uint64_t kind; /* enum capture_ref_kind */
+	uint64_t tid;
+};
+
 struct reports_capture {
 	/* PROCESS */
 	bool has_process;
@@ -222,6 +239,11 @@ struct reports_capture {
 	size_t n_objedges;
 	struct reports_snapshot *snapshots;
 	size_t n_snapshots;
+	/* objects: OBJCOUNT, SCANREF */
+	struct reports_objcount *objcounts;
+	size_t n_objcounts;
+	struct reports_scan_ref *scan_refs;
+	size_t n_scan_refs;
 
 	size_t n_chunks;
 	uint64_t file_size;
@@ -271,6 +293,9 @@ struct reports_frame {
 	const char *module;   /* path of the module, or NULL */
 	uint64_t offset;      /* address relative to the module's load bias */
 	bool inlined;         /* a frame of an inlined call */
+	/* leaks: the linkage name (mangled for C++) when it differs from
+	 * function, else NULL; valgrind's suppressions match it */
+	const char *mangled;
 };
 
 struct reports_symbolizer;
@@ -383,6 +408,13 @@ struct reports_analysis {
 	bool scanned;                     /* leak kinds come from a scan */
 	bool scan_partial;                /* ...that could not stop every thread */
 	uint64_t unmatched_frees;         /* FREE of an address never allocated */
+	/* ---- leaks (see the leaks block at the end of this file) ---- */
+	struct reports_leak_block *leak_blocks; /* live at exit, by kind, stack */
+	size_t n_leak_blocks;
+	struct reports_cycles *cycles;    /* unreachable cycles, or NULL */
+	bool scan_on_demand;              /* classified by an on-demand scan */
+	/* ---- objects (see the objects block at the end of this file) ---- */
+	struct reports_objects *objects;  /* libmemprof-heap, or NULL */
 };
 
 /* Analyses cap.  sym may be NULL (then the lineno view groups by the first
@@ -418,6 +450,12 @@ struct reports_render_options {
 	size_t top;       /* entries of each site view, 0 for the default 5 */
 	bool color;       /* ANSI colours in the text report */
 	struct reports_outcome outcome;
+	/* ---- leaks ---- */
+	bool gen_suppressions;           /* a valgrind entry after each record */
+	const struct supp_set *supp;     /* suppressions used, or NULL */
+	bool leaks_reachable;            /* SARIF: still reachable records too */
+	bool gates;                      /* memprof run had leak gates */
+	const char *gate_failure;        /* the failed gate's message, or NULL */
 };
 
 /* The program's end as the capture's END record tells it (known false
@@ -437,3 +475,374 @@ int reports_render_json(FILE *out, const struct reports_capture *cap,
 /* Writes s as a JSON string literal: quotes, backslashes and control
  * characters escaped, invalid UTF-8 replaced by U+FFFD. */
 void reports_json_string(FILE *out, const char *s, size_t len);
+
+/* ---- views: folded stacks, line view, timeline, diff, progress ---------
+ * (views-folded.c, views-lines.c, views-timeline.c, diff.c, progress.c):
+ * the reports people would rather look at than read. */
+
+/* What the counts of a folded stack mean (memprof report --cost). */
+enum reports_cost {
+	REPORTS_COST_PEAK = 0,    /* bytes live at the peak of the heap */
+	REPORTS_COST_LEAKED,      /* bytes still live at exit */
+	REPORTS_COST_ALLOCATIONS, /* number of allocations */
+	REPORTS_COST_BYTES,       /* bytes allocated in all */
+	REPORTS_COST_TEMPORARY,   /* number of temporary allocations */
+};
+
+/* Parses "peak", "leaked", "allocations", "bytes", "temporary"; false
+ * for anything else. */
+bool reports_cost_parse(const char *name, enum reports_cost *out);
+
+/* Counts the temporary allocations of each site into per_site[i] (for
+ * an->sites[i]; n_sites entries) and their sum into *total.  An
+ * allocation is temporary when it is freed before the thread that made it
+ * allocates again: in sequence order, no ALLOC of the same thread comes
+ * between its ALLOC and its FREE (whichever thread frees it).  Needs the
+ * events (before reports_capture_drop_events).  0 or -ENOMEM. */
+int reports_temporary_count(const struct reports_capture *cap,
+			    const struct reports_analysis *an, uint64_t *per_site,
+			    uint64_t *total);
+
+/* Brendan Gregg's collapsed stacks, one line per distinct stack:
+ * "main;parse;xstrdup 4096", outermost frame first, sorted, stacks with a
+ * zero count left out.  temporary (from reports_temporary_count) is read
+ * for REPORTS_COST_TEMPORARY only. */
+int reports_render_folded(FILE *out, const struct reports_capture *cap,
+			  const struct reports_analysis *an,
+			  struct reports_symbolizer *sym, enum reports_cost cost,
+			  const uint64_t *temporary);
+
+/* Writes one frame's name as the folded format has it: the function
+ * ("_[i]" appended for an inlined call, flamegraph.pl's annotation), else
+ * module+0xOFFSET, else 0xADDRESS; ';' and control characters replaced. */
+void reports_folded_frame_name(FILE *out, const struct reports_frame *f);
+
+/* Whether a frame's function is the one a user names: the same name, or
+ * the same without a C++ parameter list ("ns::f" names "ns::f(int)"). */
+bool reports_function_matches(const char *function, const char *name);
+
+/* memory_profiler's line-by-line view of a function (or of every function
+ * of a source file that allocates) into out.  -ENOENT when no allocation
+ * passes through target; -ENOMEM or -EIO. */
+int reports_render_lines(FILE *out, const struct reports_capture *cap,
+			 const struct reports_analysis *an,
+			 struct reports_symbolizer *sym, const char *target);
+
+struct reports_timeline_options {
+	unsigned width;  /* columns of the plot, 0 for 72 */
+	unsigned height; /* rows of the plot, 0 for 16 */
+	bool ascii;      /* plain ASCII instead of UTF-8 block characters */
+};
+
+/* mprof's plot on the terminal: live heap bytes (from the events) and RSS
+ * (from the samples) over time, with axes, units and the peak marked.
+ * Needs the events.  0, -ENOMEM or -EIO. */
+int reports_render_timeline(FILE *out, const struct reports_capture *cap,
+			    const struct reports_analysis *an,
+			    const struct reports_timeline_options *opts);
+
+/* tracemalloc's compare_to: the sites of two runs matched by key. */
+enum reports_diff_by {
+	REPORTS_DIFF_BY_LINE = 0, /* the first frame of the program, file:line */
+	REPORTS_DIFF_BY_STACK,    /* the whole symbolized stack */
+};
+
+struct reports_diff_side {
+	uint64_t allocations;
+	uint64_t bytes;
+	uint64_t peak_bytes;
+	uint64_t leaked_bytes;
+};
+
+struct reports_diff_entry {
+	char *key;      /* what the entry is, as printed */
+	struct reports_diff_side old, new;
+	/* for the JSON: the first frame of the program (by line) or the
+	 * stack of the side that has it (by stack; the new one when both) */
+	bool in_new;
+	uint32_t stack;
+	const char *file;
+	unsigned line;
+	const char *function;
+	const char *module;
+};
+
+/* One run of a diff: its capture, analysis and symbolizer (not owned). */
+struct reports_diff_run {
+	const char *path;
+	const struct reports_capture *cap;
+	const struct reports_analysis *an;
+	struct reports_symbolizer *sym;
+};
+
+struct reports_diff {
+	enum reports_diff_by by;
+	struct reports_diff_run old, new;
+	struct reports_diff_entry *entries; /* changed ones, biggest change first */
+	size_t n_entries;
+	size_t n_unchanged;
+};
+
+/* Matches the sites of two analysed runs; NULL when out of memory.  The
+ * runs must outlive the diff. */
+struct reports_diff *reports_diff_create(const struct reports_diff_run *old_run,
+					 const struct reports_diff_run *new_run,
+					 enum reports_diff_by by);
+void reports_diff_destroy(struct reports_diff *diff);
+
+/* top: entries shown, 0 for all. */
+int reports_render_diff_text(FILE *out, const struct reports_diff *diff, size_t top);
+int reports_render_diff_json(FILE *out, const struct reports_diff *diff, size_t top);
+
+/* Progress of the long steps ("reading", "analysing", "symbolizing"):
+ * the hook is called now and then with how far the step is (done of
+ * total) from the thread doing the work.  One hook per process; NULL
+ * removes it.  reports_progress() is what reports/ calls. */
+typedef void reports_progress_fn(void *ctx, const char *step, uint64_t done,
+				 uint64_t total);
+void reports_progress_set(reports_progress_fn *fn, void *ctx);
+void reports_progress(const char *step, uint64_t done, uint64_t total);
+
+/* ---- the HTML report (html-data.c, html-flame.c, render-html.c) -------- */
+
+/* What the HTML page takes from the allocation events, which the other
+ * renderers do not need: live bytes over time, what each site had live at
+ * some of those times, temporary allocations, allocation sizes.  Build it
+ * before reports_capture_drop_events(). */
+struct reports_html_data;
+
+/* From cap's events and an's sites (an must be the analysis of cap).
+ * Returns NULL when out of memory. */
+struct reports_html_data *reports_html_data_build(const struct reports_capture *cap,
+						  const struct reports_analysis *an);
+void reports_html_data_destroy(struct reports_html_data *hd);
+
+/* Writes the self-contained HTML page (no network access needed to view
+ * it).  hd may be NULL: the page then has no curve of live bytes, no
+ * temporaries and no size histogram.  0, -ENOMEM or -EIO. */
+int reports_render_html(FILE *out, const struct reports_capture *cap,
+			const struct reports_analysis *an,
+			struct reports_symbolizer *sym,
+			const struct reports_html_data *hd,
+			const struct reports_render_options *opts);
+
+/* ---- leaks: cycles, suppressions, CI formats (cycles.c, leaks.c,
+ * render-sarif.c, render-junit.c, render-dot.c) ---------------------------- */
+
+/* A block live at exit, as classify() left it (analysis.c keeps them in
+ * an->leak_blocks, sorted by kind then stack). */
+struct reports_leak_block {
+	uint64_t addr;
+	uint64_t size;
+	uint64_t indirect_of; /* indirect: the lost block it hangs off, else 0 */
+	uint32_t stack;
+	enum reports_leak_kind kind;
+	uint32_t record;      /* index in an->leak_records */
+	int32_t supp;         /* the suppression that took it, or -1 */
+};
+
+struct reports_cycle_member {
+	uint64_t address;
+	uint64_t size;
+	uint32_t stack;
+};
+
+/* from + offset holds a pointer into the block that starts at to. */
+struct reports_cycle_edge {
+	uint64_t from;
+	uint64_t offset;
+	uint64_t to;
+};
+
+/* One unreachable cycle: a strongly connected component of two or more
+ * lost blocks, or one lost block that points to itself.  Its members and
+ * edges are slices of reports_cycles' arrays. */
+struct reports_cycle {
+	uint64_t blocks;
+	uint64_t bytes;
+	size_t first_member, n_members; /* members by address */
+	size_t first_edge, n_edges;     /* edges inside the cycle */
+};
+
+struct reports_cycles {
+	struct reports_cycle *v; /* by bytes, largest first */
+	size_t n;
+	struct reports_cycle_member *members;
+	size_t n_members;
+	struct reports_cycle_edge *edges;
+	size_t n_edges;
+};
+
+/* Strongly connected components of the graph of n nodes and m edges
+ * from[i] -> to[i] (Tarjan's algorithm, iterative: memory O(n + m), no
+ * recursion).  comp[v] gets v's component, numbered from 0 in the order
+ * they complete; returns their count, or -ENOMEM / -EINVAL (a node number
+ * out of range). */
+long reports_scc(size_t n, const uint32_t *from, const uint32_t *to, size_t m,
+		 uint32_t *comp);
+
+/* Finds the cycles among the lost blocks (definite, indirect, possible;
+ * suppressed ones excluded) of the scan that classified an, through its
+ * SCANEDGE records, into an->cycles (replacing what was there).  0 or
+ * -ENOMEM. */
+int reports_cycles_find(const struct reports_capture *cap, struct reports_analysis *an);
+void reports_cycles_finish(struct reports_cycles *c);
+
+struct supp_set;
+struct supp_frame;
+
+/* The frames of a stack as suppressions see them (suppress.h): from the
+ * public allocation function the program called (operator new rather than
+ * the malloc it calls), innermost first, cut after main.  *out is
+ * malloc'd (free it); returns the count, or -ENOMEM. */
+long reports_supp_frames(struct reports_symbolizer *sym, const struct reports_capture *cap,
+			 uint32_t stack, struct supp_frame **out);
+
+/* Applies a suppression set to an: a loss record whose stack and kind
+ * match a suppression is suppressed, and so is every lost block reachable
+ * from a suppressed one through the scan's edges (suppressed blocks are
+ * roots, as with valgrind and LeakSanitizer).  Records, totals and cycles
+ * are rebuilt; the uses are counted in set.  0 or -ENOMEM. */
+int reports_leaks_suppress(struct reports_analysis *an, const struct reports_capture *cap,
+			   struct reports_symbolizer *sym, struct supp_set *set);
+
+/* Whether the scan that classified the leaks was an on-demand one (no scan
+ * at exit: the program was killed, or never exited). */
+bool reports_leaks_on_demand(const struct reports_capture *cap);
+
+/* Text report pieces: the "Cycles" section; a valgrind suppression entry
+ * for a record (--gen-suppressions); the suppressions used and unused and
+ * the loader's warnings.  0 or -errno. */
+int reports_render_text_cycles(FILE *out, const struct reports_capture *cap,
+			       const struct reports_analysis *an,
+			       struct reports_symbolizer *sym);
+int reports_render_text_suppression(FILE *out, const struct reports_capture *cap,
+				    struct reports_symbolizer *sym,
+				    const struct reports_leak_record *r);
+void reports_render_text_supp_summary(FILE *out, const struct supp_set *set, bool color);
+
+/* The JSON "cycles" array (render-json.c calls it); json_stack is
+ * render-json.c's frame list, exposed for it. */
+int reports_json_cycles(FILE *out, const struct reports_capture *cap,
+			const struct reports_analysis *an, struct reports_symbolizer *sym,
+			struct reports_frames *fr);
+int reports_json_stack(FILE *out, const struct reports_capture *cap,
+		       struct reports_symbolizer *sym, uint32_t stack,
+		       struct reports_frames *fr);
+
+/* SARIF 2.1.0 (one result per loss record; reachable ones only with
+ * opts->leaks_reachable), JUnit XML (one testsuite, one testcase; it fails
+ * when opts->gate_failure is set, or without gates when definite or
+ * indirect leaks remain) and Graphviz (the cycles).  0 or -errno. */
+int reports_render_sarif(FILE *out, const struct reports_capture *cap,
+			 const struct reports_analysis *an, struct reports_symbolizer *sym,
+			 const struct reports_render_options *opts);
+int reports_render_junit(FILE *out, const struct reports_capture *cap,
+			 const struct reports_analysis *an, struct reports_symbolizer *sym,
+			 const struct reports_render_options *opts);
+int reports_render_dot(FILE *out, const struct reports_capture *cap,
+		       const struct reports_analysis *an, struct reports_symbolizer *sym,
+		       const struct reports_render_options *opts);
+
+/* ---- objects: libmemprof-heap's objgraph-style reports (objects.c) ------
+ * From the OBJTYPE, OBJECT, OBJEDGE, SNAPSHOT, OBJCOUNT and SCANREF records
+ * (capture.h): the types alive at exit, the growth between snapshots, the
+ * cycles the program never freed (found unreachable by the collector at
+ * exit), refcount leaks (objects with more references than the objects
+ * that point to them explain, which no root reaches) and back-reference
+ * chains from a root (a global by its name, a thread's stack, TLS). */
+
+struct reports_obj_type {
+	const char *name;
+	uint64_t count;
+	uint64_t bytes;
+	int64_t delta; /* growth entries: count minus the earlier count */
+};
+
+struct reports_obj_growth {
+	const char *from_label, *to_label;
+	uint64_t from_id, to_id;
+	size_t first, n; /* types whose count grew, in objects->growth_types */
+};
+
+/* One object the report names. */
+struct reports_obj {
+	uint64_t addr;      /* the body */
+	const char *type;
+	uint64_t size;      /* its block's bytes (header included) */
+	uint64_t refcount;
+	uint64_t referrers; /* references from other objects (OBJEDGE) */
+	uint32_t stack;     /* allocation stack, or REPORTS_NO_STACK */
+};
+
+struct reports_obj_cycle {
+	uint64_t bytes;
+	size_t first, n;           /* members, in objects->members */
+	size_t first_type, n_type; /* distinct types, in objects->cycle_types */
+	size_t first_edge, n_edge; /* in objects->edges */
+};
+
+struct reports_obj_edge {
+	uint64_t from, to; /* bodies */
+};
+
+/* One link of a chain: a block and where in it the pointer to the
+ * previous (inner) link lies. */
+struct reports_obj_link {
+	uint64_t block;     /* block start */
+	uint64_t offset;    /* of the pointer inside the block */
+	uint64_t size;
+	const char *type;   /* an object's type, or NULL for a plain block */
+	uint32_t stack;
+};
+
+struct reports_obj_chain {
+	struct reports_obj obj;  /* the object the chain explains */
+	size_t first, n;         /* its holders, innermost first (objects->links) */
+	uint64_t root_kind;      /* enum capture_ref_kind of the root */
+	uint64_t root_addr;      /* the root word (0 for a register) */
+	uint64_t root_tid;
+	char *root;              /* "g_doc+8 in prog", "stack of thread 12"... */
+};
+
+struct reports_objects {
+	uint64_t total_count, total_bytes;     /* at exit */
+	struct reports_obj_type *types;        /* at exit, most objects first */
+	size_t n_types;
+	struct reports_obj_growth *growth;     /* consecutive snapshots */
+	size_t n_growth;
+	struct reports_obj_type *growth_types;
+	size_t n_growth_types;
+	struct reports_obj_cycle *cycles;      /* largest first */
+	size_t n_cycles;
+	struct reports_obj *members;
+	size_t n_members;
+	const char **cycle_types;
+	size_t n_cycle_types;
+	struct reports_obj_edge *edges;
+	size_t n_edges;
+	struct reports_obj *leaks;             /* refcount leaks */
+	size_t n_leaks;
+	struct reports_obj_chain *chains;      /* one per type still reachable */
+	size_t n_chains;
+	struct reports_obj_link *links;
+	size_t n_links;
+};
+
+/* NULL when cap holds no objects (or out of memory: *err = -ENOMEM). */
+struct reports_objects *reports_objects_analyse(const struct reports_capture *cap,
+						struct reports_symbolizer *sym, int *err);
+void reports_objects_destroy(struct reports_objects *o);
+
+/* The text section, the value of the JSON "objects" key, and the DOT
+ * subgraphs (inside the digraph reports_render_dot() opens).  o may be
+ * NULL.  0 or -EIO. */
+int reports_objects_render_text(FILE *out, const struct reports_objects *o,
+				const struct reports_capture *cap,
+				struct reports_symbolizer *sym, size_t top);
+int reports_objects_render_json(FILE *out, const struct reports_objects *o,
+				const struct reports_capture *cap,
+				struct reports_symbolizer *sym);
+int reports_objects_render_dot(FILE *out, const struct reports_objects *o,
+			       const struct reports_capture *cap,
+			       struct reports_symbolizer *sym);

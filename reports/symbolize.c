@@ -190,18 +190,32 @@ static const char *demangle(struct reports_symbolizer *sym, const char *name)
 	return name;
 }
 
-static const char *die_name(struct reports_symbolizer *sym, Dwarf_Die *die)
+static const char *die_name(struct reports_symbolizer *sym, Dwarf_Die *die,
+			    const char **mangled)
 {
 	Dwarf_Attribute attr;
 	const char *name = NULL;
+	*mangled = NULL;
 	if (dwarf_attr_integrate(die, DW_AT_linkage_name, &attr) ||
 	    dwarf_attr_integrate(die, DW_AT_MIPS_linkage_name, &attr))
 		name = dwarf_formstring(&attr);
-	if (name)
-		return demangle(sym, name);
+	if (name) {
+		const char *d = demangle(sym, name);
+		if (d != name)
+			*mangled = name;
+		return d;
+	}
 	if (dwarf_attr_integrate(die, DW_AT_name, &attr))
 		return dwarf_formstring(&attr);
 	return NULL;
+}
+
+/* leaks: whether a module is memprof's preload library, whose frames are
+ * named by their public (ELF) symbol only: the function the program
+ * called, never an internal helper inlined into it. */
+static bool is_preload_module(const char *path)
+{
+	return path && strncmp(base_name(path), "libmemprof-preload", 18) == 0;
 }
 
 /* A source path as people read it: a relative one joined to the
@@ -363,7 +377,15 @@ static size_t resolve(struct reports_symbolizer *sym, uint64_t ip,
 	const char *at = symname ? strchr(symname, '@') : NULL;
 	if (at && at != symname) /* a symbol version: malloc@@GLIBC_2.2.5 */
 		symname = own(sym, reports_strndup(symname, (size_t)(at - symname)));
+	const char *linkage = symname;
 	symname = demangle(sym, symname);
+	const char *sym_mangled = symname != linkage ? linkage : NULL;
+	if (is_preload_module(sm->m->path)) {
+		base.function = symname;
+		base.mangled = sym_mangled;
+		tmp[0] = base;
+		return 1;
+	}
 
 	Dwarf_Addr bias = 0;
 	Dwarf_Die *cudie = dwfl_module_addrdie(sm->mod, pc, &bias);
@@ -391,12 +413,16 @@ static size_t resolve(struct reports_symbolizer *sym, uint64_t ip,
 		f.file = file;
 		f.line = cur_line;
 		if (tag == DW_TAG_inlined_subroutine) {
-			f.function = die_name(sym, &scopes[i]);
+			f.function = die_name(sym, &scopes[i], &f.mangled);
 			f.inlined = true;
 			call_site(cudie, &scopes[i], &file, &cur_line);
 			file = full_path(sym, cu_dir(cudie), file);
+		} else if (symname) {
+			f.function = symname;
+			f.mangled = sym_mangled;
+			done = true;
 		} else {
-			f.function = symname ? symname : die_name(sym, &scopes[i]);
+			f.function = die_name(sym, &scopes[i], &f.mangled);
 			done = true;
 		}
 		tmp[n++] = f;
@@ -405,6 +431,7 @@ static size_t resolve(struct reports_symbolizer *sym, uint64_t ip,
 	if (!done) {
 		struct reports_frame f = base;
 		f.function = symname;
+		f.mangled = sym_mangled;
 		f.file = file;
 		f.line = cur_line;
 		tmp[n++] = f;

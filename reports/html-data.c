@@ -1,0 +1,342 @@
+/*
+ * html-data.c: what the HTML report takes from the allocation events
+ * before they are dropped: the live-bytes curve, what each site had live at
+ * some points of it, the temporary allocations of each site and the
+ * histogram of allocation sizes.  Entry point: reports_html_data_build().
+ *
+ * One more replay of the events in sequence order, against a map of live
+ * blocks like the analysis's (a FREE frees the oldest live block at its
+ * address), with the live bytes and blocks of every site kept up to date.
+ * The curve has HTML_POINTS points evenly spaced in time (in sequence
+ * numbers when the capture has no clock), plus one at the exact peak; at
+ * every fifth point and at the peak the largest sites are copied out.
+ *
+ * Temporary allocations are counted by reports_temporary_count()
+ * (views-folded.c), so that the page and `memprof report --format folded
+ * --cost temporary` agree: freed before their thread allocated again.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "html-private.h"
+#include "reports-private.h"
+#include "reports.h"
+
+#define NO_SLOT UINT32_MAX
+
+struct live_block {
+	uint64_t addr;
+	uint64_t size;
+	uint32_t site;
+	uint32_t next; /* a newer live block at the same address */
+};
+
+struct state {
+	const struct reports_capture *cap;
+	const struct reports_analysis *an;
+	struct reports_html_data *hd;
+	struct reports_map site_of_stack; /* stack + 1 -> site */
+	struct reports_map live;          /* addr -> oldest live block */
+	struct live_block *blocks;
+	size_t n_blocks, cap_blocks;
+	uint32_t *free_slots;
+	size_t n_free, cap_free;
+	uint64_t live_bytes, live_blocks;
+	uint64_t *site_bytes, *site_blocks;
+	size_t cap_points, cap_breakdowns, cap_shares;
+};
+
+static int add_block(struct state *st, const struct reports_event *ev, uint32_t site)
+{
+	struct live_block b = { ev->addr, ev->size, site, NO_SLOT };
+	uint32_t slot;
+	if (st->n_free > 0) {
+		slot = st->free_slots[--st->n_free];
+		st->blocks[slot] = b;
+	} else {
+		if (st->n_blocks >= NO_SLOT - 1)
+			return -ENOMEM;
+		slot = (uint32_t)st->n_blocks;
+		if (reports_vec_push(&st->blocks, &st->n_blocks, &st->cap_blocks, &b, sizeof(b)) < 0)
+			return -ENOMEM;
+	}
+	uint32_t old;
+	if (reports_map_get(&st->live, ev->addr, &old)) {
+		while (st->blocks[old].next != NO_SLOT)
+			old = st->blocks[old].next;
+		st->blocks[old].next = slot;
+	} else if (reports_map_put(&st->live, ev->addr, slot) < 0) {
+		return -ENOMEM;
+	}
+	st->live_bytes += ev->size;
+	st->live_blocks++;
+	st->site_bytes[site] += ev->size;
+	st->site_blocks[site]++;
+	return 0;
+}
+
+/* Frees the oldest live block at addr; 1 with it in *out, 0 when none. */
+static int remove_block(struct state *st, uint64_t addr, struct live_block *out)
+{
+	uint32_t slot;
+	if (!reports_map_get(&st->live, addr, &slot))
+		return 0;
+	*out = st->blocks[slot];
+	if (out->next != NO_SLOT) {
+		if (reports_map_put(&st->live, addr, out->next) < 0)
+			return -ENOMEM;
+	} else {
+		reports_map_remove(&st->live, addr, NULL);
+	}
+	if (reports_vec_push(&st->free_slots, &st->n_free, &st->cap_free, &slot, sizeof(slot)) < 0)
+		return -ENOMEM;
+	st->live_bytes -= out->size;
+	st->live_blocks--;
+	st->site_bytes[out->site] -= out->size;
+	st->site_blocks[out->site]--;
+	return 1;
+}
+
+static unsigned size_bucket(uint64_t size)
+{
+	unsigned k = 0;
+	while (size) {
+		k++;
+		size >>= 1;
+	}
+	return k; /* 0 for 0, k for [2^(k-1), 2^k) */
+}
+
+/* The sequence number reached at time t: the inverse of
+ * reports_capture_time_of_seq() over the same points. */
+static uint64_t seq_at_time(const struct reports_capture *cap, uint64_t t)
+{
+	uint64_t s0 = 0, t0 = 0;
+	size_t n = cap->n_samples + (cap->has_end ? 1 : 0);
+	for (size_t i = 0; i < n; i++) {
+		uint64_t s1, t1;
+		if (i < cap->n_samples) {
+			s1 = cap->samples[i].seq;
+			t1 = cap->samples[i].t_ns;
+		} else {
+			s1 = cap->end_seq;
+			t1 = cap->end_t_ns;
+		}
+		if (s1 < s0 || t1 < t0)
+			continue;
+		if (t <= t1) {
+			if (t1 == t0)
+				return s0;
+			long double f = (long double)(t - t0) / (long double)(t1 - t0);
+			return s0 + (uint64_t)(f * (long double)(s1 - s0));
+		}
+		s0 = s1;
+		t0 = t1;
+	}
+	return UINT64_MAX; /* after the last point: everything */
+}
+
+/* The points of the curve, by seq, without their values yet. */
+static int plan_points(struct state *st)
+{
+	const struct reports_capture *cap = st->cap;
+	struct reports_html_data *hd = st->hd;
+	const struct reports_totals *t = &st->an->totals;
+	uint64_t first = cap->events[0].seq, last = cap->events[cap->n_events - 1].seq;
+	uint64_t duration = t->duration_ns;
+	hd->by_time = duration > 0 && (cap->n_samples > 0 || cap->has_end);
+	bool peak_placed = t->peak_bytes == 0;
+	for (unsigned k = 1; k <= HTML_POINTS; k++) {
+		struct html_point p = { .breakdown = UINT32_MAX };
+		if (hd->by_time) {
+			p.t_ns = duration / HTML_POINTS * k + duration % HTML_POINTS * k / HTML_POINTS;
+			p.seq = k == HTML_POINTS ? UINT64_MAX : seq_at_time(cap, p.t_ns);
+		} else {
+			p.seq = first + (last - first) / HTML_POINTS * k +
+				(last - first) % HTML_POINTS * k / HTML_POINTS;
+			if (k == HTML_POINTS)
+				p.seq = UINT64_MAX;
+		}
+		if (!peak_placed && t->peak_seq <= p.seq) {
+			/* the peak gets a point of its own, just before */
+			struct html_point pk = { .t_ns = t->peak_time_ns, .seq = t->peak_seq,
+						 .breakdown = UINT32_MAX, .is_peak = true };
+			if (hd->n_points > 0 && hd->points[hd->n_points - 1].seq == pk.seq)
+				hd->n_points--; /* a point at the same seq: the peak replaces it */
+			if (reports_vec_push(&hd->points, &hd->n_points, &st->cap_points, &pk,
+					     sizeof(pk)) < 0)
+				return -ENOMEM;
+			peak_placed = true;
+			if (p.seq == pk.seq)
+				continue;
+		}
+		if (hd->n_points > 0 && hd->points[hd->n_points - 1].seq >= p.seq &&
+		    p.seq != UINT64_MAX)
+			continue; /* no event between two points: keep one */
+		if (reports_vec_push(&hd->points, &hd->n_points, &st->cap_points, &p, sizeof(p)) < 0)
+			return -ENOMEM;
+	}
+	return 0;
+}
+
+static bool wants_breakdown(const struct state *st, size_t index)
+{
+	const struct html_point *p = &st->hd->points[index];
+	if (p->is_peak || index + 1 == st->hd->n_points)
+		return true;
+	/* every (points / HTML_BREAKDOWNS)th, the peak and the last come on top */
+	size_t every = (st->hd->n_points + HTML_BREAKDOWNS - 3) / (HTML_BREAKDOWNS - 2);
+	return every <= 1 || index % every == every - 1;
+}
+
+/* Copies out the largest sites live now, for point index. */
+static int take_breakdown(struct state *st, size_t index)
+{
+	struct reports_html_data *hd = st->hd;
+	struct html_breakdown bd = { .point = (uint32_t)index, .first = hd->n_shares,
+				     .live_blocks = st->live_blocks };
+	struct html_share top[HTML_BREAKDOWN_TOP];
+	size_t n = 0;
+	for (size_t s = 0; s < st->an->n_sites; s++) {
+		uint64_t b = st->site_bytes[s];
+		if (!b && !st->site_blocks[s])
+			continue;
+		bd.other_bytes += b;
+		bd.other_blocks += st->site_blocks[s];
+		bd.other_sites++;
+		if (n == HTML_BREAKDOWN_TOP && b <= top[n - 1].bytes)
+			continue;
+		/* insertion into the sorted top list */
+		size_t at = n < HTML_BREAKDOWN_TOP ? n++ : n - 1;
+		while (at > 0 && top[at - 1].bytes < b) {
+			top[at] = top[at - 1];
+			at--;
+		}
+		top[at] = (struct html_share){ (uint32_t)s, b, st->site_blocks[s] };
+	}
+	for (size_t i = 0; i < n; i++) {
+		bd.other_bytes -= top[i].bytes;
+		bd.other_blocks -= top[i].blocks;
+		bd.other_sites--;
+		if (reports_vec_push(&hd->shares, &hd->n_shares, &st->cap_shares, &top[i],
+				     sizeof(top[i])) < 0)
+			return -ENOMEM;
+	}
+	bd.n = n;
+	hd->points[index].breakdown = (uint32_t)hd->n_breakdowns;
+	return reports_vec_push(&hd->breakdowns, &hd->n_breakdowns, &st->cap_breakdowns, &bd,
+				sizeof(bd));
+}
+
+/* Closes every point whose seq is below next_seq (every point left when
+ * next_seq is UINT64_MAX: the events are over). */
+static int close_points(struct state *st, size_t *at, uint64_t next_seq, uint64_t max_live)
+{
+	struct reports_html_data *hd = st->hd;
+	while (*at < hd->n_points &&
+	       (hd->points[*at].seq < next_seq || next_seq == UINT64_MAX)) {
+		struct html_point *p = &hd->points[*at];
+		p->live = st->live_bytes;
+		p->max_live = max_live > st->live_bytes ? max_live : st->live_bytes;
+		if (!hd->by_time)
+			p->t_ns = reports_capture_time_of_seq(st->cap, p->seq == UINT64_MAX
+						? st->cap->events[st->cap->n_events - 1].seq : p->seq);
+		if (wants_breakdown(st, *at)) {
+			int res = take_breakdown(st, *at);
+			if (res < 0)
+				return res;
+		}
+		(*at)++;
+		max_live = st->live_bytes;
+	}
+	return 0;
+}
+
+static int replay(struct state *st)
+{
+	const struct reports_capture *cap = st->cap;
+	struct reports_html_data *hd = st->hd;
+	size_t at = 0;
+	uint64_t max_live = 0;
+	for (size_t i = 0; i < cap->n_events; i++) {
+		const struct reports_event *ev = &cap->events[i];
+		int res = 0;
+		if (at < hd->n_points && hd->points[at].seq < ev->seq) {
+			if ((res = close_points(st, &at, ev->seq, max_live)) < 0)
+				return res;
+			max_live = st->live_bytes;
+		}
+		if (ev->kind == REPORTS_EVENT_ALLOC) {
+			uint32_t site = 0;
+			if (!reports_map_get(&st->site_of_stack, (uint64_t)ev->stack + 1, &site))
+				continue; /* the analysis made a site for every ALLOC */
+			unsigned k = size_bucket(ev->size);
+			hd->size_count[k]++;
+			hd->size_bytes[k] += ev->size;
+			if ((res = add_block(st, ev, site)) < 0)
+				return res;
+		} else {
+			struct live_block freed;
+			if ((res = remove_block(st, ev->addr, &freed)) < 0)
+				return res;
+		}
+		if (st->live_bytes > max_live)
+			max_live = st->live_bytes;
+	}
+	return close_points(st, &at, UINT64_MAX, max_live);
+}
+
+struct reports_html_data *reports_html_data_build(const struct reports_capture *cap,
+						  const struct reports_analysis *an)
+{
+	struct reports_html_data *hd = calloc(1, sizeof(*hd));
+	if (!hd)
+		return NULL;
+	size_t n_sites = an->n_sites ? an->n_sites : 1;
+	hd->temporary = calloc(n_sites, sizeof(*hd->temporary));
+	hd->n_sites = an->n_sites;
+	struct state st = {
+		.cap = cap,
+		.an = an,
+		.hd = hd,
+		.site_bytes = calloc(n_sites, sizeof(uint64_t)),
+		.site_blocks = calloc(n_sites, sizeof(uint64_t)),
+	};
+	int res = -ENOMEM;
+	if (!hd->temporary || !st.site_bytes || !st.site_blocks)
+		goto out;
+	if ((res = reports_temporary_count(cap, an, hd->temporary, &hd->temporary_total)) < 0)
+		goto out;
+	res = -ENOMEM;
+	for (size_t s = 0; s < an->n_sites; s++)
+		if (reports_map_put(&st.site_of_stack, (uint64_t)an->sites[s].stack + 1,
+				    (uint32_t)s) < 0)
+			goto out;
+	res = 0;
+	if (cap->n_events > 0 && (res = plan_points(&st)) == 0)
+		res = replay(&st);
+out:
+	reports_map_finish(&st.site_of_stack);
+	reports_map_finish(&st.live);
+	free(st.blocks);
+	free(st.free_slots);
+	free(st.site_bytes);
+	free(st.site_blocks);
+	if (res < 0) {
+		reports_html_data_destroy(hd);
+		return NULL;
+	}
+	return hd;
+}
+
+void reports_html_data_destroy(struct reports_html_data *hd)
+{
+	if (!hd)
+		return;
+	free(hd->points);
+	free(hd->breakdowns);
+	free(hd->shares);
+	free(hd->temporary);
+	free(hd);
+}
