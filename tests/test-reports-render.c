@@ -246,7 +246,7 @@ Test(reports_json, has_the_fixed_keys_and_symbolized_frames)
 		"\"function\": \"marker_function\"", "\"function\": \"inner_inline\"",
 		("\"function\": null, \"file\": null, \"line\": null, \"module\": \"\", "
 		 "\"address\": \"0x10\""),
-		"\"objects\": {\"types\": [], \"uncollectable_cycles\": []}",
+		"\"objects\": {\"types\": [], \"uncollectable_cycles\": []", /* more may follow */
 	};
 	for (size_t i = 0; i < sizeof(keys) / sizeof(*keys); i++)
 		cr_assert(strstr(j, keys[i]), "missing %s in\n%s", keys[i], j);

@@ -28,7 +28,8 @@ class Basic(MemprofTestCase):
         self.assertEqual(sum(r["bytes"] for r in report["leak_records"]), 168)
         self.assertFalse(report["capture"]["incomplete"])
         self.assertEqual(report["cycles"], [])
-        self.assertEqual(report["objects"], {"types": [], "uncollectable_cycles": []})
+        self.assertEqual(report["objects"]["types"], [])
+        self.assertEqual(report["objects"]["uncollectable_cycles"], [])
 
     def test_peak_site_and_frames(self):
         report, _ = self.run_json(BASIC)
