@@ -1,0 +1,314 @@
+"""corpus.py: real programs from Debian, unchanged under memprof.
+
+Usage: corpus.py NAME (one meson test per program, suite 'corpus').
+
+Each program runs a small realistic workload (a script, a query, a
+makefile, a repository made in a temporary directory...) three times, each
+time in a fresh copy of the same directory:
+  1. alone: its stdout, stderr and exit status are the reference;
+  2. under `memprof run -q --json`: stdout, stderr and status must be
+     identical (-q keeps memprof's report off stderr; memprof prints
+     nothing else when all goes well);
+  3. under valgrind --leak-check=full --show-leak-kinds=all: the LEAK
+     SUMMARY's bytes and blocks of definitely, indirectly and possibly lost
+     and still reachable must equal memprof's JSON "leaks", except for the
+     differences listed in KNOWN_DIFFERENCES, which are asserted exactly.
+A program that is not installed, or valgrind missing, skips (status 77).
+"""
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+
+BUILD = os.environ.get("MEMPROF_BUILD_ROOT", "")
+MEMPROF = os.path.join(BUILD, "cli", "memprof")
+SKIP = 77
+TIMEOUT = 600
+KINDS = ("definite", "indirect", "possible", "reachable")
+
+# ---- workloads -------------------------------------------------------------
+# Each: (program, setup(dir), [argv, ...]) -- argv run in order in dir, the
+# last one being the one whose leaks are compared.
+
+PERL_SCRIPT = r"""
+use strict; use warnings;
+my %count;
+my @words = map { ("alpha", "beta", "gamma", "delta")[$_ % 4] . ($_ % 7) } 1 .. 2000;
+$count{$_}++ for @words;
+my @sorted = sort { $count{$b} <=> $count{$a} || $a cmp $b } keys %count;
+printf "%s %d\n", $_, $count{$_} for @sorted[0 .. 4];
+my $text = join(",", @words);
+my @parts = ($text =~ /(alpha\d)/g);
+print scalar(@parts), " alphas\n";
+print STDERR "done\n";
+exit 3;
+"""
+
+PYTHON_SCRIPT = r"""
+import collections, json, re, sys
+words = [("alpha", "beta", "gamma", "delta")[i % 4] + str(i % 7) for i in range(2000)]
+count = collections.Counter(words)
+for w, n in sorted(count.items(), key=lambda x: (-x[1], x[0]))[:5]:
+    print(w, n)
+tree = {"k%d" % i: list(range(i % 10)) for i in range(300)}
+print(len(json.dumps(tree)))
+print(len(re.findall(r"alpha\d", ",".join(words))), "alphas")
+class Node:
+    def __init__(self): self.other = None
+a, b = Node(), Node()
+a.other, b.other = b, a
+print("done", file=sys.stderr)
+sys.exit(4)
+"""
+
+MAKEFILE = """\
+SRCS := $(wildcard src/*.txt)
+OUTS := $(patsubst src/%.txt,out/%.len,$(SRCS))
+all: $(OUTS) summary
+out/%.len: src/%.txt | out
+\t@wc -c < $< > $@
+out:
+\t@mkdir -p out
+summary: $(OUTS)
+\t@cat $(OUTS) | sort -n | head -3
+\t@echo "$(words $(OUTS)) files" >&2
+.PHONY: all summary
+"""
+
+SQL = """\
+CREATE TABLE t(id INTEGER PRIMARY KEY, name TEXT, v REAL);
+WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 2000)
+INSERT INTO t(name, v) SELECT 'n' || (x % 37), x * 0.5 FROM c;
+CREATE INDEX t_name ON t(name);
+SELECT name, count(*), sum(v) FROM t GROUP BY name ORDER BY 2 DESC, 1 LIMIT 5;
+SELECT count(*) FROM t WHERE v > 500;
+SELECT * FROM no_such_table;
+"""
+
+JQ_INPUT = json.dumps([{"id": i, "name": "n%d" % (i % 13), "tags": ["t%d" % (i % 5)] * (i % 4)}
+                       for i in range(500)])
+
+TCL_SCRIPT = r"""
+set d [dict create]
+for {set i 0} {$i < 2000} {incr i} {
+    dict incr d [lindex {alpha beta gamma delta} [expr {$i % 4}]][expr {$i % 7}]
+}
+set l {}
+dict for {k v} $d { lappend l [list $k $v] }
+foreach p [lrange [lsort -index 1 -integer -decreasing [lsort -index 0 $l]] 0 4] {
+    puts [join $p " "]
+}
+puts [string length [string repeat "abc" 1000]]
+puts stderr done
+exit 5
+"""
+
+CPPCHECK_SRC = r"""
+#include <stdlib.h>
+#include <string.h>
+int f(int n)
+{
+	char *p = malloc(n);
+	int a[10];
+	if (n > 3)
+		return a[n];
+	strcpy(p, "hello");
+	return p[0];
+}
+int g(void) { int *q = NULL; return *q; }
+"""
+
+GCC_SRC = r"""
+#include <stdio.h>
+struct point { int x, y; };
+static int dot(struct point a, struct point b) { return a.x * b.x + a.y * b.y; }
+int main(void)
+{
+	struct point p = { 1, 2 }, q = { 3, 4 };
+	int unused;
+	printf("%d\n", dot(p, q));
+	return 0;
+}
+"""
+
+
+def setup_files(files):
+    def setup(d):
+        for name, text in files.items():
+            path = os.path.join(d, name)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "w") as f:
+                f.write(text)
+    return setup
+
+
+def setup_make(d):
+    setup_files({"Makefile": MAKEFILE})(d)
+    for i in range(12):
+        setup_files({"src/f%02d.txt" % i: "x" * (i * 37 % 100) + "\n"})(d)
+
+
+def setup_git(d):
+    for i in range(5):
+        setup_files({"dir%d/file%d.txt" % (i % 2, i): "line %d\n" % i * (i + 1)})(d)
+
+
+def setup_xz(d):
+    # compressible, and large enough for two blocks with -T2 --block-size
+    text = "".join("line %d of the corpus input, %s\n" % (i, "abc" * (i % 9))
+                   for i in range(60000))
+    setup_files({"input.txt": text})(d)
+
+
+GIT_ENV = {"GIT_AUTHOR_NAME": "memprof", "GIT_AUTHOR_EMAIL": "memprof@example.org",
+           "GIT_COMMITTER_NAME": "memprof", "GIT_COMMITTER_EMAIL": "memprof@example.org",
+           "GIT_AUTHOR_DATE": "2024-01-01T00:00:00Z",
+           "GIT_COMMITTER_DATE": "2024-01-01T00:00:00Z",
+           "GIT_CONFIG_NOSYSTEM": "1", "HOME": "/nonexistent", "GIT_PAGER": "cat"}
+
+WORKLOADS = {
+    "perl": ("perl", setup_files({"script.pl": PERL_SCRIPT}), [["perl", "script.pl"]]),
+    "python3": ("/usr/bin/python3", setup_files({"script.py": PYTHON_SCRIPT}),
+                [["/usr/bin/python3", "-S", "script.py"]]),
+    "git": ("git", setup_git, [
+        ["git", "init", "-q", "-b", "main", "."],
+        ["git", "add", "."],
+        ["git", "commit", "-q", "-m", "first"],
+        ["git", "log", "--stat", "--format=%H %s"],
+    ]),
+    "make": ("make", setup_make, [["make", "--no-print-directory", "-j1"]]),
+    "sqlite3": ("sqlite3", setup_files({"q.sql": SQL}),
+                [["sqlite3", "-bail", "db.sqlite", ".read q.sql"]]),
+    "jq": ("jq", setup_files({"in.json": JQ_INPUT}),
+           [["jq", "-c", "group_by(.name) | map({name: .[0].name, n: length, "
+             "tags: (map(.tags[]) | unique)}) | sort_by(-.n) | .[:4]", "in.json"]]),
+    "tclsh": ("tclsh", setup_files({"script.tcl": TCL_SCRIPT}), [["tclsh", "script.tcl"]]),
+    "cppcheck": ("cppcheck", setup_files({"bad.c": CPPCHECK_SRC}),
+                 [["cppcheck", "--quiet", "--enable=warning", "-j1", "bad.c"]]),
+    "gcc": ("gcc", setup_files({"prog.c": GCC_SRC}),
+            [["gcc", "-O2", "-Wall", "-c", "prog.c", "-o", "prog.o"]]),
+    # multi-threaded: xz compressing with two threads
+    "xz": ("xz", setup_xz, [["xz", "-T2", "--block-size=400000", "-k", "-6", "input.txt"],
+                           ["xz", "-T2", "-l", "input.txt.xz"]]),
+}
+
+# Where valgrind and memprof count differently, for a reason documented
+# here; each entry is asserted exactly (memprof minus valgrind, per kind).
+KNOWN_DIFFERENCES = {}
+
+
+def clean_env(extra=None):
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("MEMPROF_", "LD_", "VALGRIND", "GIT_", "PYTHON"))}
+    env.update({"LC_ALL": "C", "TZ": "UTC", "NO_COLOR": "1"})
+    env.update(GIT_ENV)
+    env.update(extra or {})
+    return env
+
+
+def run(argv, cwd, env):
+    return subprocess.run(argv, cwd=cwd, env=env, capture_output=True, timeout=TIMEOUT,
+                          stdin=subprocess.DEVNULL)
+
+
+def parse_valgrind(log):
+    """The LEAK SUMMARY of a valgrind log as {kind: (bytes, blocks)}."""
+    pat = {"definite": "definitely lost", "indirect": "indirectly lost",
+           "possible": "possibly lost", "reachable": "still reachable"}
+    out = {k: (0, 0) for k in KINDS}
+    if "All heap blocks were freed -- no leaks are possible" in log:
+        return out
+    for kind, words in pat.items():
+        m = re.search(r"==\d+==\s+%s: ([\d,]+) bytes in ([\d,]+) blocks" % words, log)
+        if not m:
+            raise AssertionError("no '%s' in the valgrind log:\n%s" % (words, log[-3000:]))
+        out[kind] = (int(m.group(1).replace(",", "")), int(m.group(2).replace(",", "")))
+    return out
+
+
+class Failure(Exception):
+    pass
+
+
+def check(cond, message):
+    if not cond:
+        raise Failure(message)
+
+
+def fresh(base, setup):
+    work = os.path.join(base, "work")
+    shutil.rmtree(work, ignore_errors=True)
+    os.mkdir(work)
+    setup(work)
+    return work
+
+
+def main():
+    name = sys.argv[1]
+    program, setup, commands = WORKLOADS[name]
+    if not shutil.which(program):
+        print("SKIP: %s is not installed (Debian package in ./bootstrap)" % program)
+        return SKIP
+    if not os.path.exists(MEMPROF):
+        print("memprof not built: " + MEMPROF)
+        return 1
+    valgrind = shutil.which("valgrind")
+    env = clean_env()
+    failures = []
+    with tempfile.TemporaryDirectory(prefix="memprof-corpus-") as base:
+        # 1. alone
+        work = fresh(base, setup)
+        alone = [run(argv, work, env) for argv in commands]
+        # 2. under memprof
+        work = fresh(base, setup)
+        reports = []
+        for i, (argv, ref) in enumerate(zip(commands, alone)):
+            out = os.path.join(base, "report-%d.json" % i)
+            p = run([MEMPROF, "run", "-q", "-o", os.path.join(base, "c-%d.mpc" % i),
+                     "--json", out, "--", *argv], work, env)
+            what = " ".join(argv)
+            for field in ("returncode", "stdout", "stderr"):
+                if getattr(p, field) != getattr(ref, field):
+                    failures.append("%s: %s differs under memprof:\nalone: %r\nmemprof: %r"
+                                    % (what, field, getattr(ref, field)[-2000:]
+                                       if field != "returncode" else ref.returncode,
+                                       getattr(p, field)[-2000:]
+                                       if field != "returncode" else p.returncode))
+            with open(out) as f:
+                reports.append(json.load(f))
+        print("%s: same stdout, stderr and status alone and under memprof" % name
+              if not failures else "\n".join(failures))
+        # 3. under valgrind: leak categories
+        if not valgrind:
+            print("SKIP: valgrind is not installed")
+            return SKIP if not failures else 1
+        work = fresh(base, setup)
+        for i, argv in enumerate(commands):
+            log = os.path.join(base, "vg-%d.log" % i)
+            p = run([valgrind, "--leak-check=full", "--show-leak-kinds=all",
+                     "--log-file=" + log, "--", *argv], work, env)
+            with open(log) as f:
+                vg = parse_valgrind(f.read())
+            mp = {k: (reports[i]["leaks"][k]["bytes"], reports[i]["leaks"][k]["blocks"])
+                  for k in KINDS}
+            known = KNOWN_DIFFERENCES.get((name, i), {})
+            what = " ".join(argv)
+            for k in KINDS:
+                diff = (mp[k][0] - vg[k][0], mp[k][1] - vg[k][1])
+                want = known.get(k, (0, 0))
+                status = "ok" if diff == want else "MISMATCH"
+                print("%-40s %-9s memprof %9d B %6d blocks  valgrind %9d B %6d blocks  %s"
+                      % (what[:40], k, mp[k][0], mp[k][1], vg[k][0], vg[k][1], status))
+                if diff != want:
+                    failures.append("%s: %s: memprof %s, valgrind %s" % (what, k, mp[k], vg[k]))
+    if failures:
+        print("\n".join(failures))
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
