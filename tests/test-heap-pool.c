@@ -19,6 +19,11 @@
 /* Under valgrind or AddressSanitizer the C library's allocator is replaced
  * by theirs, so comparisons with "glibc" are skipped (and valgrind's
  * memalign stops the whole run on alignments near SIZE_MAX). */
+#if !defined(__SANITIZE_ADDRESS__) && defined(__has_feature)
+#if __has_feature(address_sanitizer) /* clang's spelling */
+#define __SANITIZE_ADDRESS__ 1
+#endif
+#endif
 #if defined(__SANITIZE_ADDRESS__)
 const char *__asan_default_options(void);
 const char *__asan_default_options(void)
