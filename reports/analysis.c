@@ -232,7 +232,8 @@ static int cmp_classified(const void *a, const void *b)
 	return x->addr < y->addr ? -1 : x->addr > y->addr;
 }
 
-static int cmp_record(const void *a, const void *b)
+/* The order of loss records, memcheck's: smallest total first. */
+int reports_leak_record_cmp(const void *a, const void *b)
 {
 	const struct reports_leak_record *x = a, *y = b;
 	uint64_t sx = x->bytes + x->indirect_bytes, sy = y->bytes + y->indirect_bytes;
@@ -356,7 +357,7 @@ static int classify(struct builder *bd, struct replay *rp)
 		rec->indirect_blocks++;
 	}
 	if (an->n_leak_records > 1)
-		qsort(an->leak_records, an->n_leak_records, sizeof(*an->leak_records), cmp_record);
+		qsort(an->leak_records, an->n_leak_records, sizeof(*an->leak_records), reports_leak_record_cmp);
 	res = 0;
 out:
 	reports_map_finish(&scan);

@@ -339,20 +339,6 @@ int reports_cycles_find(const struct reports_capture *cap, struct reports_analys
 
 /* ---- the text and JSON reports ---------------------------------------------- */
 
-/* The frame that names where a block was allocated: the first one of the
- * program (allocator wrappers skipped), or NULL. */
-static const struct reports_frame *alloc_site(struct reports_symbolizer *sym,
-					      const struct reports_capture *cap,
-					      uint32_t stack, struct reports_frames *fr)
-{
-	if (reports_stack_symbolize(sym, cap, stack, fr) < 0)
-		return NULL;
-	for (size_t i = 0; i < fr->n; i++)
-		if (!reports_frame_is_allocator(fr->v[i]))
-			return fr->v[i];
-	return NULL;
-}
-
 static void print_safe(FILE *out, const char *s)
 {
 	for (; *s; s++)
@@ -376,7 +362,7 @@ int reports_render_text_cycles(FILE *out, const struct reports_capture *cap,
 			const struct reports_cycle_member *mb = &cy->members[c->first_member + i];
 			fprintf(out, "    0x%" PRIx64 ": %" PRIu64 " bytes, allocated by ", mb->address,
 				mb->size);
-			const struct reports_frame *f = alloc_site(sym, cap, mb->stack, &fr);
+			const struct reports_frame *f = reports_stack_alloc_site(sym, cap, mb->stack, &fr);
 			print_safe(out, f && f->function ? f->function : "???");
 			if (f && f->file) {
 				const char *base = strrchr(f->file, '/');

@@ -108,35 +108,6 @@ static unsigned size_bucket(uint64_t size)
 	return k; /* 0 for 0, k for [2^(k-1), 2^k) */
 }
 
-/* The sequence number reached at time t: the inverse of
- * reports_capture_time_of_seq() over the same points. */
-static uint64_t seq_at_time(const struct reports_capture *cap, uint64_t t)
-{
-	uint64_t s0 = 0, t0 = 0;
-	size_t n = cap->n_samples + (cap->has_end ? 1 : 0);
-	for (size_t i = 0; i < n; i++) {
-		uint64_t s1, t1;
-		if (i < cap->n_samples) {
-			s1 = cap->samples[i].seq;
-			t1 = cap->samples[i].t_ns;
-		} else {
-			s1 = cap->end_seq;
-			t1 = cap->end_t_ns;
-		}
-		if (s1 < s0 || t1 < t0)
-			continue;
-		if (t <= t1) {
-			if (t1 == t0)
-				return s0;
-			long double f = (long double)(t - t0) / (long double)(t1 - t0);
-			return s0 + (uint64_t)(f * (long double)(s1 - s0));
-		}
-		s0 = s1;
-		t0 = t1;
-	}
-	return UINT64_MAX; /* after the last point: everything */
-}
-
 /* The points of the curve, by seq, without their values yet. */
 static int plan_points(struct state *st)
 {
@@ -151,7 +122,7 @@ static int plan_points(struct state *st)
 		struct html_point p = { .breakdown = UINT32_MAX };
 		if (hd->by_time) {
 			p.t_ns = duration / HTML_POINTS * k + duration % HTML_POINTS * k / HTML_POINTS;
-			p.seq = k == HTML_POINTS ? UINT64_MAX : seq_at_time(cap, p.t_ns);
+			p.seq = k == HTML_POINTS ? UINT64_MAX : reports_capture_seq_at_time(cap, p.t_ns);
 		} else {
 			p.seq = first + (last - first) / HTML_POINTS * k +
 				(last - first) % HTML_POINTS * k / HTML_POINTS;

@@ -110,19 +110,6 @@ static int cmp_block(const void *a, const void *b)
 	return x->addr < y->addr ? -1 : x->addr > y->addr;
 }
 
-static int cmp_record(const void *a, const void *b)
-{
-	const struct reports_leak_record *x = a, *y = b;
-	uint64_t sx = x->bytes + x->indirect_bytes, sy = y->bytes + y->indirect_bytes;
-	if (sx != sy)
-		return sx < sy ? -1 : 1;
-	if (x->blocks != y->blocks)
-		return x->blocks < y->blocks ? -1 : 1;
-	if (x->kind != y->kind)
-		return x->kind > y->kind ? -1 : 1;
-	return x->stack < y->stack ? -1 : x->stack > y->stack;
-}
-
 /* Groups an->leak_blocks into an->leak_records again. */
 static int regroup(struct reports_analysis *an)
 {
@@ -163,7 +150,7 @@ static int regroup(struct reports_analysis *an)
 		rec->indirect_blocks++;
 	}
 	if (an->n_leak_records > 1)
-		qsort(an->leak_records, an->n_leak_records, sizeof(*an->leak_records), cmp_record);
+		qsort(an->leak_records, an->n_leak_records, sizeof(*an->leak_records), reports_leak_record_cmp);
 	/* the records moved: blocks no longer know theirs */
 	for (size_t i = 0; i < n; i++)
 		bl[i].record = UINT32_MAX;

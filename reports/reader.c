@@ -1043,9 +1043,12 @@ size_t reports_stack_ips(const struct reports_capture *cap, uint32_t stack,
 	return n;
 }
 
-uint64_t reports_capture_time_of_seq(const struct reports_capture *cap, uint64_t seq)
+/* Piecewise-linear interpolation over the points (0, 0), the samples in
+ * seq order, then END, each a (seq, t_ns) pair; points out of order are
+ * skipped.  Maps seq to time, or time to seq when by_time is set.  Past
+ * the last point: its time, or UINT64_MAX (every event) for a seq. */
+static uint64_t interpolate(const struct reports_capture *cap, uint64_t x, bool by_time)
 {
-	/* points: (0, 0), the samples in seq order, then END */
 	uint64_t s0 = 0, t0 = 0;
 	size_t n = cap->n_samples + (cap->has_end ? 1 : 0);
 	for (size_t i = 0; i < n; i++) {
@@ -1059,16 +1062,28 @@ uint64_t reports_capture_time_of_seq(const struct reports_capture *cap, uint64_t
 		}
 		if (s1 < s0 || t1 < t0)
 			continue; /* out of order: skip the point */
-		if (seq <= s1) {
-			if (s1 == s0)
-				return t0;
-			long double f = (long double)(seq - s0) / (long double)(s1 - s0);
-			return t0 + (uint64_t)(f * (long double)(t1 - t0));
+		uint64_t x0 = by_time ? t0 : s0, x1 = by_time ? t1 : s1;
+		uint64_t y0 = by_time ? s0 : t0, y1 = by_time ? s1 : t1;
+		if (x <= x1) {
+			if (x1 == x0)
+				return y0;
+			long double f = (long double)(x - x0) / (long double)(x1 - x0);
+			return y0 + (uint64_t)(f * (long double)(y1 - y0));
 		}
 		s0 = s1;
 		t0 = t1;
 	}
-	return t0;
+	return by_time ? UINT64_MAX : t0;
+}
+
+uint64_t reports_capture_time_of_seq(const struct reports_capture *cap, uint64_t seq)
+{
+	return interpolate(cap, seq, false);
+}
+
+uint64_t reports_capture_seq_at_time(const struct reports_capture *cap, uint64_t t_ns)
+{
+	return interpolate(cap, t_ns, true);
 }
 
 void reports_capture_outcome(const struct reports_capture *cap, struct reports_outcome *out)

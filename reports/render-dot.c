@@ -27,18 +27,6 @@ static void dot_text(FILE *out, const char *s)
 	}
 }
 
-static const struct reports_frame *alloc_site(struct reports_symbolizer *sym,
-					      const struct reports_capture *cap,
-					      uint32_t stack, struct reports_frames *fr)
-{
-	if (reports_stack_symbolize(sym, cap, stack, fr) < 0)
-		return NULL;
-	for (size_t i = 0; i < fr->n; i++)
-		if (!reports_frame_is_allocator(fr->v[i]))
-			return fr->v[i];
-	return NULL;
-}
-
 int reports_render_dot(FILE *out, const struct reports_capture *cap,
 		       const struct reports_analysis *an, struct reports_symbolizer *sym,
 		       const struct reports_render_options *opts)
@@ -60,7 +48,7 @@ int reports_render_dot(FILE *out, const struct reports_capture *cap,
 			k + 1, k + 1, c->bytes, c->blocks);
 		for (size_t i = 0; i < c->n_members; i++) {
 			const struct reports_cycle_member *mb = &cy->members[c->first_member + i];
-			const struct reports_frame *f = alloc_site(sym, cap, mb->stack, &fr);
+			const struct reports_frame *f = reports_stack_alloc_site(sym, cap, mb->stack, &fr);
 			fprintf(out, "    b%" PRIx64 " [label=\"%" PRIu64 " bytes\\n", mb->address,
 				mb->size);
 			dot_text(out, f && f->function ? f->function : "???");

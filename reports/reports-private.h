@@ -36,3 +36,7 @@ bool reports_map_remove(struct reports_map *map, uint64_t key, uint32_t *val);
 
 /* A copy of len bytes as a NUL-terminated string, or NULL. */
 char *reports_strndup(const char *s, size_t len);
+
+/* qsort order of struct reports_leak_record, as memcheck lists loss records
+ * (analysis.c; leaks.c re-sorts with it after applying suppressions). */
+int reports_leak_record_cmp(const void *a, const void *b);

@@ -282,6 +282,9 @@ size_t reports_stack_ips(const struct reports_capture *cap, uint32_t stack,
  * SAMPLE records and END. */
 uint64_t reports_capture_time_of_seq(const struct reports_capture *cap,
 				     uint64_t seq);
+/* The inverse: the sequence number reached at time t_ns (UINT64_MAX past
+ * the last sample: every event). */
+uint64_t reports_capture_seq_at_time(const struct reports_capture *cap, uint64_t t_ns);
 
 /* ---- symbolization (symbolize.c) -------------------------------------- */
 
@@ -335,6 +338,13 @@ size_t reports_frames_display_start(const struct reports_frames *frames);
 /* Whether a frame belongs to an allocator wrapper (malloc and friends,
  * operator new, memprof's own library) rather than to the program. */
 bool reports_frame_is_allocator(const struct reports_frame *frame);
+
+/* The frame that names where a block was allocated: the first frame of the
+ * program once allocator wrappers are skipped (symbolizing stack into fr),
+ * or NULL. */
+const struct reports_frame *reports_stack_alloc_site(struct reports_symbolizer *sym,
+						   const struct reports_capture *cap,
+						   uint32_t stack, struct reports_frames *fr);
 
 /* ---- analyses (analysis.c) -------------------------------------------- */
 

@@ -514,6 +514,18 @@ bool reports_frame_is_allocator(const struct reports_frame *frame)
 	return false;
 }
 
+const struct reports_frame *reports_stack_alloc_site(struct reports_symbolizer *sym,
+						   const struct reports_capture *cap,
+						   uint32_t stack, struct reports_frames *fr)
+{
+	if (reports_stack_symbolize(sym, cap, stack, fr) < 0)
+		return NULL;
+	for (size_t i = 0; i < fr->n; i++)
+		if (!reports_frame_is_allocator(fr->v[i]))
+			return fr->v[i];
+	return NULL;
+}
+
 static bool is_own(const struct reports_frame *f)
 {
 	return f->module && strncmp(base_name(f->module), "libmemprof-preload", 18) == 0;
