@@ -1,7 +1,8 @@
 /*
  * threads: two threads churn small blocks and free each other's: each
- * allocates into a ring that the other thread drains.  N allocations per
- * thread (default 5 million).  Usage: threads [N]
+ * allocates into a ring that the next thread drains.  N allocations per
+ * thread (default 5 million), T threads (default 2; with 1 the thread
+ * drains its own ring).  Usage: threads [N [T]]
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -10,19 +11,21 @@
 #include <stdlib.h>
 
 #define RING 1024
+#define THREADS_MAX 64
 
 struct ring {
 	_Atomic(void *) slot[RING];
 };
 
-static struct ring rings[2];
+static struct ring rings[THREADS_MAX];
 static long per_thread;
+static int n_threads = 2;
 
 static void *worker(void *arg)
 {
 	int self = (int)(intptr_t)arg;
 	struct ring *mine = &rings[self];
-	struct ring *theirs = &rings[1 - self];
+	struct ring *theirs = &rings[(self + 1) % n_threads];
 	uint64_t x = 88172645463325252ull + (uint64_t)self;
 	for (long i = 0; i < per_thread; i++) {
 		x ^= x << 13;
@@ -45,14 +48,20 @@ static void *worker(void *arg)
 int main(int argc, char **argv)
 {
 	per_thread = argc > 1 ? atol(argv[1]) : 5000000L;
-	pthread_t t[2];
-	for (int i = 0; i < 2; i++)
+	if (argc > 2)
+		n_threads = atoi(argv[2]);
+	if (n_threads < 1 || n_threads > THREADS_MAX) {
+		fprintf(stderr, "threads: 1 to %d threads\n", THREADS_MAX);
+		return 2;
+	}
+	pthread_t t[THREADS_MAX];
+	for (int i = 0; i < n_threads; i++)
 		pthread_create(&t[i], NULL, worker, (void *)(intptr_t)i);
-	for (int i = 0; i < 2; i++)
+	for (int i = 0; i < n_threads; i++)
 		pthread_join(t[i], NULL);
-	for (int r = 0; r < 2; r++)
+	for (int r = 0; r < n_threads; r++)
 		for (int i = 0; i < RING; i++)
 			free(atomic_load(&rings[r].slot[i]));
-	printf("threads: %ld allocations per thread\n", per_thread);
+	printf("threads: %ld allocations per thread, %d threads\n", per_thread, n_threads);
 	return 0;
 }

@@ -113,6 +113,34 @@ bool tracer_env_strip_preload(char *value, const char *lib_name)
 	return true;
 }
 
+static bool hidden(const char *entry)
+{
+	static const char *const names[] = {"MEMPROF_OUTPUT", "MEMPROF_DEPTH",
+					    "MEMPROF_SNAPSHOT_SIGNAL",
+					    "MEMPROF_LEAK_CHECK_SIGNAL"};
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (match_entry(entry, names[i]))
+			return true;
+	const char *v = match_entry(entry, "LD_PRELOAD");
+	return v && *v == '\0';
+}
+
+size_t tracer_env_hide(char **envp)
+{
+	if (!envp)
+		return 0;
+	char **w = envp;
+	size_t removed = 0;
+	for (char **e = envp; *e; e++) {
+		if (hidden(*e))
+			removed++;
+		else
+			*w++ = *e;
+	}
+	*w = NULL;
+	return removed;
+}
+
 /* Appends the decimal form of v at out; returns its length. */
 static size_t put_dec(char *out, unsigned long v)
 {

@@ -17,6 +17,9 @@
  *
  * Without follow-fork the tracer removes itself from LD_PRELOAD (in place,
  * keeping the user's other entries) so that exec'd programs run untraced.
+ * Then, once its constructor read them, it removes these variables (and
+ * LD_PRELOAD when nothing is left in it) from the environment: the
+ * program sees the environment it was given (tracer_env_hide).
  * All functions here are pure string work: no allocation.
  */
 #pragma once
@@ -42,6 +45,15 @@ unsigned tracer_env_depth(const char *value);
  * spaces and colons alike); otherwise the value is left untouched.
  * Returns true when the value changed. */
 bool tracer_env_strip_preload(char *value, const char *lib_name);
+
+/* Removes, in place, the entries `memprof run` adds for the tracer alone,
+ * so that the program sees the environment it was given: MEMPROF_OUTPUT,
+ * MEMPROF_DEPTH, MEMPROF_SNAPSHOT_SIGNAL, MEMPROF_LEAK_CHECK_SIGNAL (the
+ * tracer has read them by then), and LD_PRELOAD once it is empty (the
+ * tracer stripped itself from it; ld.so reads an empty LD_PRELOAD as none).
+ * The other entries keep their order.  Only without follow-fork:
+ * descendants need them.  Returns the number of entries removed. */
+size_t tracer_env_hide(char **envp);
 
 /* The capture path of a descendant pid of a run whose MEMPROF_OUTPUT is
  * base.  Returns the length, or -ENAMETOOLONG when it does not fit cap. */

@@ -66,6 +66,7 @@ void __libc_freeres(void);
 static void sampler_start(void);
 static void sampler_stop(void);
 static atomic_int sampler_running, sampler_stop_req, sampler_done;
+static atomic_int sampler_tid; /* the sampler thread's, for sampler_stop() */
 static atomic_int sampler_pause_req, sampler_paused;
 
 /* ---- initialisation ------------------------------------------------------ */
@@ -552,6 +553,7 @@ static void scan_unlock(void)
 
 static void fork_prepare(void)
 {
+	unwind_fork_prepare();
 	scan_lock();
 	modules_lock();
 	stack_table_lock(&tracer.stacks);
@@ -564,6 +566,7 @@ static void fork_parent(void)
 	stack_table_unlock(&tracer.stacks);
 	modules_unlock();
 	scan_unlock();
+	unwind_fork_parent();
 }
 
 static void emit_node(void *arg, uint32_t id, uint32_t parent, uint64_t ip)
@@ -610,6 +613,7 @@ static void fork_child(void)
 	stack_table_unlock(&tracer.stacks);
 	modules_unlock();
 	scan_unlock();
+	unwind_fork_child();
 	t->tid = 0;
 	if (!atomic_load(&tracer.recording))
 		return;
@@ -688,6 +692,7 @@ static void *sampler_main(void *arg)
 	struct tracer_tls *t = &tracer_tls;
 	t->guard = 1;
 	t->phase = TLS_INTERNAL;
+	atomic_store(&sampler_tid, (int)syscall(SYS_gettid));
 	prctl(PR_SET_NAME, "memprof-sampler", 0, 0, 0);
 	long page = sysconf(_SC_PAGESIZE);
 	for (unsigned tick = 1; !atomic_load(&sampler_stop_req); tick++) {
@@ -740,6 +745,17 @@ static void sampler_stop(void)
 	atomic_store(&sampler_stop_req, 1);
 	for (int i = 0; i < 2000 && !atomic_load(&sampler_done); i++)
 		sleep_ms(1);
+	/* and until its thread is gone: at exit, alone() must not count it
+	 * (a sampler still exiting would skip __libc_freeres at random) */
+	pid_t tid = (pid_t)atomic_load(&sampler_tid);
+	for (int i = 0; i < 1000 && tid > 0 && atomic_load(&sampler_done); i++) {
+		int e = errno;
+		bool gone = syscall(SYS_tgkill, getpid(), tid, 0) != 0 && errno == ESRCH;
+		errno = e;
+		if (gone)
+			break;
+		sleep_ms(1);
+	}
 	atomic_store(&sampler_running, 0);
 }
 
@@ -966,5 +982,9 @@ __attribute__((constructor)) static void tracer_ctor(void)
 		leak_check_signal_install();
 		sampler_start();
 	}
+	/* once the settings are read: the program sees its own environment
+	 * (the same allocations as alone, for programs that copy it) */
+	if (!tracer.follow_fork && environ)
+		tracer_env_hide(environ);
 	t->guard = guard;
 }

@@ -33,6 +33,74 @@ struct stack_tab {
 	struct stack_slot slots[];
 };
 
+/* A node by id.  parent and ip are written before the id is published; a
+ * hint is the id of a child looked up lately, only ever used after its
+ * own parent and ip were compared. */
+#define NODE_HINTS 4
+struct stack_node {
+	uint64_t ip;
+	uint32_t parent;
+	_Atomic uint32_t hint[NODE_HINTS];
+};
+
+#define NODE_CHUNKS ((size_t)1 << (32u - STACK_NODE_CHUNK_BITS))
+
+static struct stack_node *node_of(struct stack_table *t, uint32_t id)
+{
+	struct stack_node *c = atomic_load_explicit(&t->chunks[id >> STACK_NODE_CHUNK_BITS],
+						    memory_order_acquire);
+	return c ? &c[id & (STACK_NODE_CHUNK - 1)] : NULL;
+}
+
+/* Lock held: the node of a new id, its chunk mapped if need be. */
+static struct stack_node *node_new(struct stack_table *t, uint32_t id)
+{
+	size_t ci = id >> STACK_NODE_CHUNK_BITS;
+	struct stack_node *c = atomic_load_explicit(&t->chunks[ci], memory_order_relaxed);
+	if (!c) {
+		void *p = mmap(NULL, STACK_NODE_CHUNK * sizeof(*c), PROT_READ | PROT_WRITE,
+			       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (p == MAP_FAILED)
+			return NULL;
+		c = p;
+		atomic_store_explicit(&t->chunks[ci], c, memory_order_release);
+	}
+	return &c[id & (STACK_NODE_CHUNK - 1)];
+}
+
+/* The child (parent, ip) among parent's hints, else 0. */
+static uint32_t child_hinted(struct stack_table *t, uint32_t parent, uint64_t ip)
+{
+	struct stack_node *p = node_of(t, parent);
+	if (!p)
+		return 0;
+	for (int i = 0; i < NODE_HINTS; i++) {
+		uint32_t c = atomic_load_explicit(&p->hint[i], memory_order_acquire);
+		if (c == 0)
+			continue;
+		struct stack_node *n = node_of(t, c);
+		if (n && n->parent == parent && n->ip == ip)
+			return c;
+	}
+	return 0;
+}
+
+/* Remembers a child in an empty hint, else in the one its ip picks. */
+static void child_remember(struct stack_table *t, uint32_t parent, uint64_t ip, uint32_t child)
+{
+	struct stack_node *p = node_of(t, parent);
+	if (!p)
+		return;
+	unsigned at = (unsigned)((ip ^ ip >> 7) % NODE_HINTS);
+	for (unsigned i = 0; i < NODE_HINTS; i++) {
+		if (atomic_load_explicit(&p->hint[i], memory_order_relaxed) == 0) {
+			at = i;
+			break;
+		}
+	}
+	atomic_store_explicit(&p->hint[at], child, memory_order_release);
+}
+
 static size_t hash_key(uint32_t parent, uint64_t ip)
 {
 	uint64_t h = ip * 0x9e3779b97f4a7c15ull;
@@ -97,6 +165,18 @@ int stack_table_init(struct stack_table *t)
 	struct stack_tab *tab = tab_map(INITIAL_SLOTS, &bytes);
 	if (!tab)
 		return -ENOMEM;
+	void *dir = mmap(NULL, NODE_CHUNKS * sizeof(*t->chunks), PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (dir == MAP_FAILED) {
+		munmap(tab, bytes);
+		return -ENOMEM;
+	}
+	t->chunks = dir;
+	if (!node_new(t, 0)) { /* the root's node, for its hints */
+		munmap(dir, NODE_CHUNKS * sizeof(*t->chunks));
+		munmap(tab, bytes);
+		return -ENOMEM;
+	}
 	atomic_store_explicit(&t->lock, 0, memory_order_relaxed);
 	t->count = 0;
 	t->next_id = 1;
@@ -113,6 +193,16 @@ void stack_table_finish(struct stack_table *t)
 	for (unsigned i = 0; i < t->n_tables; i++)
 		munmap(t->tables[i], t->table_bytes[i]);
 	t->n_tables = 0;
+	if (t->chunks) {
+		for (size_t i = 0; i < NODE_CHUNKS; i++) {
+			struct stack_node *c = atomic_load_explicit(&t->chunks[i],
+								    memory_order_relaxed);
+			if (c)
+				munmap(c, STACK_NODE_CHUNK * sizeof(*c));
+		}
+		munmap(t->chunks, NODE_CHUNKS * sizeof(*t->chunks));
+		t->chunks = NULL;
+	}
 	atomic_store_explicit(&t->cur, NULL, memory_order_relaxed);
 }
 
@@ -158,7 +248,15 @@ static uint32_t insert(struct stack_table *t, uint32_t parent, uint64_t ip,
 		stack_table_unlock(t);
 		return 0;
 	}
+	struct stack_node *node = node_new(t, t->next_id);
+	if (!node) {
+		t->full = true;
+		stack_table_unlock(t);
+		return 0;
+	}
 	id = t->next_id++;
+	node->ip = ip;
+	node->parent = parent;
 	tab = atomic_load_explicit(&t->cur, memory_order_relaxed);
 	tab_place(tab, parent, ip, id);
 	t->count++;
@@ -189,11 +287,15 @@ uint32_t stack_table_intern(struct stack_table *t, struct stack_cache *cache,
 	/* parent is the node of the k outermost frames */
 	for (; k < n; k++) {
 		uint64_t ip = ips[n - 1 - k];
-		uint32_t id = stack_table_lookup(t, parent, ip);
-		if (id == 0)
-			id = insert(t, parent, ip, fn, arg);
-		if (id == 0)
-			break;
+		uint32_t id = child_hinted(t, parent, ip);
+		if (id == 0) {
+			id = stack_table_lookup(t, parent, ip);
+			if (id == 0)
+				id = insert(t, parent, ip, fn, arg);
+			if (id == 0)
+				break;
+			child_remember(t, parent, ip, id);
+		}
 		if (cache) {
 			cache->ips[k] = ip;
 			cache->ids[k] = id;
@@ -225,6 +327,14 @@ void stack_table_foreach_range(struct stack_table *t,
 	for (unsigned i = 0; i < t->n_tables; i++) {
 		uintptr_t lo = (uintptr_t)t->tables[i];
 		fn(lo, lo + t->table_bytes[i], arg);
+	}
+	if (!t->chunks)
+		return;
+	fn((uintptr_t)t->chunks, (uintptr_t)(t->chunks + NODE_CHUNKS), arg);
+	for (size_t i = 0; i < NODE_CHUNKS; i++) {
+		struct stack_node *c = atomic_load_explicit(&t->chunks[i], memory_order_acquire);
+		if (c)
+			fn((uintptr_t)c, (uintptr_t)(c + STACK_NODE_CHUNK), arg);
 	}
 }
 

@@ -20,6 +20,10 @@
 #define STACK_DEPTH_DEFAULT 64u
 
 struct stack_tab;
+struct stack_node;
+
+#define STACK_NODE_CHUNK_BITS 16u
+#define STACK_NODE_CHUNK (1u << STACK_NODE_CHUNK_BITS)
 
 struct stack_table {
 	_Atomic(struct stack_tab *) cur; /* current table, published */
@@ -32,6 +36,12 @@ struct stack_table {
 	struct stack_tab *tables[40];
 	size_t table_bytes[40];
 	unsigned n_tables;
+	/* ---- perf: the nodes by id, in chunks of STACK_NODE_CHUNK (an
+	 * mmap'd directory of chunk pointers, each published once).  A node
+	 * remembers its two latest children, so that walking down a stack
+	 * seen before reads nodes made one after the other instead of
+	 * probing the hash at random (stacks.c). ---- */
+	_Atomic(struct stack_node *) *chunks;
 };
 
 /* Per-thread memory of the last stack interned, so that the frames it

@@ -36,6 +36,7 @@
 
 #include <dlfcn.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -161,6 +162,49 @@ static bool own_ip(uint64_t ip)
 
 /* ---- 3: libunwind ---------------------------------------------------------- */
 
+/* libunwind's own locks must be free when the process forks, or a child
+ * that unwinds waits for a thread it does not have: fork waits until no
+ * thread is inside libunwind (a reader count; forking keeps new ones
+ * out).  A fork from inside an unwind (a signal handler's) stops waiting
+ * after a while rather than for ever. */
+static atomic_int slow_users;
+static atomic_int slow_forking;
+
+static void slow_enter(void)
+{
+	for (;;) {
+		while (atomic_load_explicit(&slow_forking, memory_order_acquire))
+			sched_yield();
+		atomic_fetch_add_explicit(&slow_users, 1, memory_order_seq_cst);
+		if (!atomic_load_explicit(&slow_forking, memory_order_seq_cst))
+			return;
+		atomic_fetch_sub_explicit(&slow_users, 1, memory_order_release);
+	}
+}
+
+static void slow_leave(void)
+{
+	atomic_fetch_sub_explicit(&slow_users, 1, memory_order_release);
+}
+
+void unwind_fork_prepare(void)
+{
+	atomic_store_explicit(&slow_forking, 1, memory_order_seq_cst);
+	for (unsigned i = 0; i < 100000 && atomic_load(&slow_users) != 0; i++)
+		sched_yield();
+}
+
+void unwind_fork_parent(void)
+{
+	atomic_store_explicit(&slow_forking, 0, memory_order_release);
+}
+
+void unwind_fork_child(void)
+{
+	atomic_store_explicit(&slow_users, 0, memory_order_relaxed);
+	atomic_store_explicit(&slow_forking, 0, memory_order_release);
+}
+
 /* A full walk; refills the cache and learns verdicts.  Frames are kept from
  * the outermost of memprof's own (the public entry point) outward.  The
  * frames go to t->f innermost first, and are turned round at the end. */
@@ -171,8 +215,13 @@ static __attribute__((noinline)) size_t slow_capture(struct thread_unwind *t, ui
 	unw_cursor_t cur;
 	t->n = 0;
 	t->complete = false;
-	if (!unw.getcontext || unw.getcontext(&ctx) != 0 || unw.init_local(&cur, &ctx) != 0)
+	if (!unw.getcontext)
 		return 0;
+	slow_enter();
+	if (unw.getcontext(&ctx) != 0 || unw.init_local(&cur, &ctx) != 0) {
+		slow_leave();
+		return 0;
+	}
 	uint32_t n = 0;
 	uint64_t prev_rbp = 0;
 	bool own = true, complete = false;
@@ -203,6 +252,7 @@ static __attribute__((noinline)) size_t slow_capture(struct thread_unwind *t, ui
 			break;
 		}
 	}
+	slow_leave();
 	if (own)
 		n = 0;
 	size_t k = 0;
@@ -221,15 +271,17 @@ static __attribute__((noinline)) size_t slow_capture(struct thread_unwind *t, ui
 
 /* ---- 1 and 2: frame pointers, then the cache ------------------------------ */
 
-/* The cached frames f[0, c) (outside the matched f[c]) still in place? */
-static bool outer_holds(const struct thread_unwind *t, uint32_t c)
+/* The cached frames f[0, c) (outside the matched f[c]) still in place?
+ * -1 when they all are, else the innermost one that is not (checked from
+ * the inside out, so that a failed match costs only the frames up to it). */
+static int64_t outer_fails(const struct thread_unwind *t, uint32_t c)
 {
-	for (uint32_t i = 0; i < c; i++) {
+	for (int64_t i = (int64_t)c - 1; i >= 0; i--) {
 		uintptr_t s = t->f[i].slot;
 		if (s < t->lo || s + 8 > t->hi || *(const uint64_t *)s != t->f[i].ip)
-			return false;
+			return i;
 	}
-	return true;
+	return -1;
 }
 
 static bool fp_ok(uintptr_t next, uintptr_t fp, uintptr_t hi)
@@ -271,8 +323,15 @@ static size_t fast_capture(struct thread_unwind *t, uint64_t *ips, size_t max)
 			c--;
 		if (c >= 0 && t->f[c].slot == cur->slot && t->f[c].ip == cur->ip) {
 			uint32_t outer = (uint32_t)c;
-			if ((!t->complete && k + outer < max) || !outer_holds(t, outer))
+			if (!t->complete && k + outer < max)
 				return 0;
+			int64_t bad = outer_fails(t, outer);
+			if (bad >= 0) {
+				/* the same call at the same place, called from
+				 * elsewhere: walk on past the changed frame */
+				c = bad - 1;
+				goto step;
+			}
 			size_t out = 0;
 			for (size_t i = 0; i < k && out < max; i++)
 				ips[out++] = w[i].ip;
@@ -284,6 +343,7 @@ static size_t fast_capture(struct thread_unwind *t, uint64_t *ips, size_t max)
 			t->n = outer + (uint32_t)k;
 			return out;
 		}
+step:
 		if (k == max || k == CACHE_FRAMES)
 			break;
 		if (k > 1 && verdict_get(cur->ip) != V_GOOD)

@@ -24,3 +24,9 @@ size_t unwind_capture(uint64_t *ips, size_t max);
 /* Forgets everything learned about code addresses (after a dlclose: an
  * unloaded object's addresses may hold other code later). */
 void unwind_forget(void);
+
+/* Fork handlers (lifecycle.c calls them with its own): no thread is inside
+ * libunwind while the process forks. */
+void unwind_fork_prepare(void);
+void unwind_fork_parent(void);
+void unwind_fork_child(void);
