@@ -142,8 +142,11 @@ static int overrun(struct reader *r, const struct cursor *c)
 		    tag_names[c->tag]);
 }
 
+/* On error the outputs are still set (to zero), so no caller can read an
+ * uninitialized value whatever the compiler proves about fail(). */
 static int get_u(struct reader *r, struct cursor *c, uint64_t *v)
 {
+	*v = 0;
 	if (capture_get_u64(&c->p, c->end, v) < 0)
 		return overrun(r, c);
 	return 0;
@@ -163,6 +166,8 @@ static int get_many(struct reader *r, struct cursor *c, int n, ...)
 
 static int get_str(struct reader *r, struct cursor *c, const uint8_t **s, size_t *len)
 {
+	*s = NULL;
+	*len = 0;
 	uint64_t n;
 	int res = get_u(r, c, &n);
 	if (res < 0)
