@@ -1,7 +1,8 @@
 /*
  * test-tracer-env.c: the tracer's environment rules: LD_PRELOAD stripping,
  * capture path templating for descendants and the default path,
- * MEMPROF_DEPTH parsing and environment look-ups.
+ * MEMPROF_DEPTH parsing, environment look-ups, and the hiding of what
+ * `memprof run` added.
  */
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -91,4 +92,22 @@ Test(tracer_env, lookups_match_whole_names)
 	cr_assert_str_eq(tracer_env_lookup_block(block, len, "A"), "1");
 	cr_assert_null(tracer_env_lookup_block(block, len, "CUT"), "cut value refused");
 	cr_assert_null(tracer_env_lookup_block(block, len, "MEMPROF"));
+}
+
+Test(tracer_env, the_program_does_not_see_what_memprof_run_added)
+{
+	char *envp[] = { "A=1", "LD_PRELOAD=", "MEMPROF_OUTPUT=/tmp/a.mpc", "B=2",
+			 "MEMPROF_DEPTH=8", "MEMPROF_OUTPUTX=kept", "MEMPROF_SNAPSHOT_SIGNAL=USR2",
+			 "MEMPROF_LEAK_CHECK_SIGNAL=10", "C=3", NULL };
+	cr_assert_eq(tracer_env_hide(envp), 5);
+	const char *want[] = { "A=1", "B=2", "MEMPROF_OUTPUTX=kept", "C=3" };
+	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
+		cr_assert_str_eq(envp[i], want[i], "entry %zu", i);
+	cr_assert_null(envp[4]);
+
+	char *user[] = { "LD_PRELOAD=/a/liba.so", "X=", NULL };
+	cr_assert_eq(tracer_env_hide(user), 0, "the user's own preload stays");
+	cr_assert_str_eq(user[0], "LD_PRELOAD=/a/liba.so");
+	cr_assert_str_eq(user[1], "X=");
+	cr_assert_eq(tracer_env_hide(NULL), 0);
 }

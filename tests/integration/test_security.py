@@ -4,7 +4,8 @@ planted by someone else change what happens.
 - The program is started with execvp, never through a shell: names and
   arguments full of shell metacharacters reach it verbatim.
 - The user's LD_PRELOAD and environment reach the program (and memprof's
-  tracer is not passed on to the programs it runs).
+  tracer is not passed on to the programs it runs); the program sees no
+  variable of memprof's.
 - Captures are created with mode 0600 whatever the umask, and never through
   a symbolic link planted at their path: memprof refuses the path before
   the program starts (exit 2), and the tracer itself opens with O_NOFOLLOW.
@@ -101,6 +102,18 @@ class Environment(MemprofTestCase):
         self.assertEqual(p.returncode, 0, p.stderr)
         self.assertEqual(alone.stdout, "user preload loaded\n%s|kept\n" % USER_PRELOAD)
         self.assertEqual(p.stdout, "user preload loaded\n" + alone.stdout)
+
+    def test_the_program_sees_the_environment_it_was_given(self):
+        # nothing of memprof's (LD_PRELOAD, MEMPROF_OUTPUT...), same order:
+        # programs that copy their environment allocate the same as alone
+        printenv = shutil.which("env")
+        env = env_without_preload(MEMPROF_TEST_VAR="kept")
+        alone = subprocess.run([printenv], capture_output=True, text=True, env=env)
+        p = subprocess.run([MEMPROF, "run", "-q", "-o", self.path("c.mpc"), "--depth", "8",
+                            "--", printenv], capture_output=True, text=True, env=env,
+                           cwd=self.tmp)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(p.stdout, alone.stdout)
 
 
 class CaptureFiles(MemprofTestCase):
