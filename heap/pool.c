@@ -429,6 +429,15 @@ static bool abandoned_free(struct pool_hdr *p, void *b)
 		pthread_mutex_unlock(&abandon_lock);
 		return false;
 	}
+	/* No owner is not enough: remote_push() looks at the pool after its
+	 * block was handed over, and by then the owner may have collected it
+	 * and released the emptied pool (owner NULL, state EMPTY).  Only an
+	 * ABANDONED pool is on the abandoned list; anything else has nothing
+	 * left to do here (b == NULL), or is retried by the caller. */
+	if (__atomic_load_n(&p->state, __ATOMIC_ACQUIRE) != POOL_STATE_ABANDONED) {
+		pthread_mutex_unlock(&abandon_lock);
+		return b == NULL;
+	}
 	if (b) {
 		*(void **)b = p->free;
 		p->free = b;
@@ -803,6 +812,36 @@ static bool lookup(const void *ptr, struct pool_block *out, bool any)
 bool pool_lookup(const void *addr, struct pool_block *out)
 {
 	return lookup(addr, out, false);
+}
+
+bool pool_lookup_where(const void *addr, struct pool_where *out)
+{
+	uintptr_t a = (uintptr_t)addr;
+	struct pool_arena *ar = pool_arena_of(a);
+	if (!ar) {
+		struct pool_block b;
+		if (!pool_large_lookup(a, &b, false))
+			return false;
+		out->start = (uintptr_t)b.start;
+		out->size = b.size;
+		out->usable = b.usable;
+		out->pool = NULL;
+		out->idx = 0;
+		return true;
+	}
+	struct small_ref r;
+	if (!small_resolve(ar, a, &r) || r.state == POOL_STATE_EMPTY)
+		return false;
+	uint32_t w = __atomic_load_n(r.w, __ATOMIC_ACQUIRE);
+	size_t size = w & POOL_W_SIZE;
+	if (!(w & POOL_W_LIVE) || a - r.start >= (size ? size : 1))
+		return false;
+	out->start = r.start;
+	out->size = size;
+	out->usable = pool_class_size(r.p->cls);
+	out->pool = r.p;
+	out->idx = r.idx;
+	return true;
 }
 
 bool pool_lookup_any(const void *addr, struct pool_block *out)

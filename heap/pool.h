@@ -113,6 +113,21 @@ void pool_block_set_freer(void *ptr, uint32_t stack_id);
  * threads stopped. */
 bool pool_lookup(const void *addr, struct pool_block *out);
 
+/* For the leak scan, which asks this for every word that may be a pointer:
+ * like pool_lookup, without the owner metadata, and saying where the block
+ * lies.  pool is an opaque key of the block's 16 KiB pool (NULL for a large
+ * block) and idx its index there: while blocks do not change, two blocks of
+ * the same pool have the same key, and their idx grow with their address. */
+struct pool_where {
+	uintptr_t start;   /* first user byte */
+	size_t size;       /* requested size */
+	size_t usable;     /* bytes usable */
+	const void *pool;  /* the pool's key, NULL: a large block */
+	uint32_t idx;      /* the block's index in its pool */
+};
+
+bool pool_lookup_where(const void *addr, struct pool_where *out);
+
 /* Like pool_lookup for a pointer that was just freed badly: fills out for a
  * free block too (live == false) while its metadata still exists. */
 bool pool_lookup_any(const void *addr, struct pool_block *out);

@@ -12,8 +12,12 @@
  *   2. block table      pool_foreach_live() gives the live blocks; their
  *                       starts, sorted by address, get dense numbers 0..n-1
  *                       (memcheck walks its chunks in address order, which
- *                       decides the leader of a leaked cycle); a hash maps
- *                       a block start to its number.
+ *                       decides the leader of a leaked cycle).  A small
+ *                       block's number is its pool's base plus its index in
+ *                       the pool (pool_lookup_where), from a small table of
+ *                       pools; a hash maps the other block starts (large
+ *                       blocks, pools with free slots between live blocks)
+ *                       to their numbers.
  *   3. roots            every rw mapping of /proc/self/maps, minus the
  *                       allocator's, the tracer's and the scan's memory,
  *                       minus live blocks, glibc's free malloc memory
@@ -660,6 +664,11 @@ struct ctx {
 	volatile size_t top;
 	uint8_t *state;
 	uintptr_t lo, span; /* [lo, lo + span) covers every block */
+	/* the pools whose live blocks have consecutive numbers: number =
+	 * base + index in the pool (open addressing on the pool's key) */
+	struct pool_base *pools;
+	unsigned pool_bits;
+	bool verify; /* a thread may still run: check a number's block start */
 	/* roots */
 	struct maps maps;
 	struct { uintptr_t lo, hi; } *excl;
@@ -673,6 +682,15 @@ struct ctx {
 	uintptr_t *pred;
 	uintptr_t from;
 };
+
+/* base: a block's number minus its index in the pool; NOT_DENSE: a free
+ * slot lies between two live blocks, the hash gives their numbers */
+struct pool_base {
+	const void *pool;
+	int64_t base;
+};
+
+#define NOT_DENSE INT64_MIN
 
 #define ST_REFSENT 64u      /* objects: its back-reference was reported */
 #define REF_REGISTER_TAG 1u
@@ -753,6 +771,79 @@ static long block_index(const struct ctx *c, uintptr_t start)
 	}
 }
 
+static unsigned pool_slot(const struct ctx *c, const void *pool)
+{
+	return (unsigned)((((uintptr_t)pool >> 6) * 0x9E3779B97F4A7C15ull) >>
+			  (64 - c->pool_bits));
+}
+
+static struct pool_base *pool_entry(const struct ctx *c, const void *pool)
+{
+	unsigned mask = (1u << c->pool_bits) - 1;
+	for (unsigned h = pool_slot(c, pool);; h = (h + 1) & mask) {
+		struct pool_base *e = &c->pools[h];
+		if (e->pool == pool || e->pool == NULL)
+			return e;
+	}
+}
+
+/* Number of the live block pw found, or -1. */
+static long where_index(const struct ctx *c, const struct pool_where *pw)
+{
+	if (pw->pool && c->pools) {
+		const struct pool_base *e = pool_entry(c, pw->pool);
+		if (e->pool && e->base != NOT_DENSE) {
+			int64_t i = e->base + (int64_t)pw->idx;
+			if (!c->verify)
+				return (long)i;
+			if (i >= 0 && (uint64_t)i < c->n && c->start[i] == pw->start)
+				return (long)i;
+		} else if (e->pool) {
+			return block_index(c, pw->start);
+		} else {
+			return -1; /* a pool without a block in the table */
+		}
+	}
+	return block_index(c, pw->start);
+}
+
+/* The table of pools: the blocks in start[] are sorted, so the blocks of a
+ * pool are consecutive there. */
+static int pools_build(struct ctx *c)
+{
+	size_t npools = 0;
+	const void *last = NULL;
+	struct pool_where pw;
+	for (size_t i = 0; i < c->n; i++) {
+		if (pool_lookup_where((const void *)c->start[i], &pw) && pw.pool &&
+		    pw.pool != last) {
+			npools++;
+			last = pw.pool;
+		}
+	}
+	if (npools == 0)
+		return 0;
+	c->pool_bits = 4;
+	while ((1ull << c->pool_bits) < 2 * (uint64_t)npools)
+		c->pool_bits++;
+	c->pools = own_map(((size_t)1 << c->pool_bits) * sizeof(*c->pools));
+	if (!c->pools)
+		return -ENOMEM;
+	for (size_t i = 0; i < c->n; i++) {
+		if (!pool_lookup_where((const void *)c->start[i], &pw) || !pw.pool)
+			continue;
+		struct pool_base *e = pool_entry(c, pw.pool);
+		int64_t base = (int64_t)i - (int64_t)pw.idx;
+		if (e->pool == NULL) {
+			e->pool = pw.pool;
+			e->base = base;
+		} else if (e->base != base) {
+			e->base = NOT_DENSE;
+		}
+	}
+	return 0;
+}
+
 static long block_index(const struct ctx *c, uintptr_t start);
 
 /* objects: the header size of each object block, and room for the
@@ -767,7 +858,10 @@ static int objects_build(struct ctx *c)
 	c->hdr = (uint8_t *)(mem + n * sizeof(uintptr_t));
 	for (size_t k = 0; k < c->opts->n_objects; k++) {
 		const struct scan_object_block *o = &c->opts->objects[k];
-		long i = block_index(c, o->start);
+		struct pool_where pw;
+		long i = -1;
+		if (pool_lookup_where((const void *)o->start, &pw) && pw.start == o->start)
+			i = where_index(c, &pw);
 		if (i >= 0)
 			c->hdr[i] = (uint8_t)(o->header < 255 ? o->header : 255);
 	}
@@ -805,8 +899,17 @@ static int blocks_build(struct ctx *c)
 	/* the hash table doubles as the sort's scratch (8n <= its size) */
 	radix_sort(c->start, (uintptr_t *)c->hash, c->n, counts);
 	memset(c->hash, 0, hsize);
+	c->verify = c->sum->threads_unresponsive > 0;
+	int err = pools_build(c);
+	if (err)
+		return err;
+	/* the hash holds only what the pools' bases do not number */
 	unsigned mask = (1u << c->hash_bits) - 1;
 	for (size_t i = 0; i < c->n; i++) {
+		struct pool_where pw;
+		if (c->pools && pool_lookup_where((const void *)c->start[i], &pw) &&
+		    pw.pool && pool_entry(c, pw.pool)->base != NOT_DENSE)
+			continue;
 		unsigned h = hash_slot(c, c->start[i]);
 		while (c->hash[h] != 0)
 			h = (h + 1) & mask;
@@ -817,15 +920,24 @@ static int blocks_build(struct ctx *c)
 
 /* The block that contains w as memcheck sees it (requested size; a
  * zero-sized block contains its start only), with its number. */
-static bool find_block(const struct ctx *c, uintptr_t w, struct pool_block *b, long *idx)
+static bool find_block(const struct ctx *c, uintptr_t w, struct pool_where *b, long *idx)
 {
-	if (w - c->lo >= c->span || !pool_lookup((const void *)w, b))
+	if (w - c->lo >= c->span || !pool_lookup_where((const void *)w, b))
 		return false;
-	uintptr_t s = (uintptr_t)b->start;
+	uintptr_t s = b->start;
 	if (w - s >= b->size && !(b->size == 0 && w == s))
 		return false;
-	*idx = block_index(c, s);
+	*idx = where_index(c, b);
 	return *idx >= 0;
+}
+
+/* Asks for the first two cache lines of block i, scanned soon (a
+ * prefetch never faults, even if the block went away). */
+#define PREFETCH_AHEAD 16
+static void prefetch_block(const struct ctx *c, size_t i)
+{
+	__builtin_prefetch((const void *)c->start[i]);
+	__builtin_prefetch((const void *)(c->start[i] + 64));
 }
 
 static void push(struct ctx *c, size_t i)
@@ -910,11 +1022,11 @@ static unsigned heuristic(struct ctx *c, uintptr_t w, uintptr_t s, size_t size)
 /* w was found in a root (prior_definite) or in a Possible block (not). */
 static void reach(struct ctx *c, uintptr_t w, bool prior_definite)
 {
-	struct pool_block b;
+	struct pool_where b;
 	long i;
 	if (!find_block(c, w, &b, &i))
 		return;
-	uintptr_t s = (uintptr_t)b.start;
+	uintptr_t s = b.start;
 	if (c->hdr && c->hdr[i]) {
 		/* objects: the header is no reference, the body is the start */
 		if (w < s + c->hdr[i])
@@ -951,11 +1063,11 @@ static void reach(struct ctx *c, uintptr_t w, bool prior_definite)
 /* w was found in block cur while gathering the clique of leader. */
 static void gather(struct ctx *c, uintptr_t w, size_t leader, size_t cur)
 {
-	struct pool_block b;
+	struct pool_where b;
 	long i;
 	if (!find_block(c, w, &b, &i))
 		return;
-	if (c->hdr && w < (uintptr_t)b.start + c->hdr[i])
+	if (c->hdr && w < b.start + c->hdr[i])
 		return; /* objects: a header word */
 	if ((c->state[i] & ST_LEVEL) != ST_UNREACHED || (size_t)i == leader)
 		return;
@@ -993,10 +1105,12 @@ static void process(struct ctx *c, long leader)
 	while (c->top > 0) {
 		c->top = c->top - 1;
 		size_t i = c->stack[c->top];
+		if (c->top > 0)
+			prefetch_block(c, c->stack[c->top - 1]);
 		c->state[i] &= (uint8_t)~ST_PENDING;
 		atomic_signal_fence(memory_order_seq_cst);
-		struct pool_block b;
-		if (!pool_lookup((const void *)c->start[i], &b))
+		struct pool_where b;
+		if (!pool_lookup_where((const void *)c->start[i], &b))
 			continue;
 		bool definite = (c->state[i] & ST_LEVEL) != ST_POSSIBLE;
 		size_t skip = c->hdr ? c->hdr[i] : 0; /* objects: the body only */
@@ -1127,8 +1241,8 @@ static size_t block_at_or_before(const struct ctx *c, uintptr_t a)
  * glibc's, not a root either); 0 when it is gone. */
 static uintptr_t block_end(const struct ctx *c, size_t b)
 {
-	struct pool_block pb;
-	if (!pool_lookup((const void *)c->start[b], &pb))
+	struct pool_where pb;
+	if (!pool_lookup_where((const void *)c->start[b], &pb))
 		return 0;
 	return c->start[b] + (pb.usable > pb.size ? pb.usable : pb.size);
 }
@@ -1210,6 +1324,9 @@ static void scan_roots(struct ctx *c)
 static void gather_cliques(struct ctx *c)
 {
 	for (size_t i = 0; i < c->n; i++) {
+		if (i + PREFETCH_AHEAD < c->n &&
+		    (c->state[i + PREFETCH_AHEAD] & ST_LEVEL) == ST_UNREACHED)
+			prefetch_block(c, i + PREFETCH_AHEAD);
 		if ((c->state[i] & ST_LEVEL) != ST_UNREACHED)
 			continue;
 		push(c, i);
@@ -1271,17 +1388,20 @@ static void report_edges(struct ctx *c)
 		i++; /* the block went away under us: skip the rest of it */
 	g_fault.jb = &jb;
 	for (; i < c->n; i++) {
+		if (i + PREFETCH_AHEAD < c->n &&
+		    (c->state[i + PREFETCH_AHEAD] & ST_LEVEL) != ST_REACHABLE)
+			prefetch_block(c, i + PREFETCH_AHEAD);
 		if ((c->state[i] & ST_LEVEL) == ST_REACHABLE)
 			continue;
-		struct pool_block b;
-		if (!pool_lookup((const void *)c->start[i], &b))
+		struct pool_where b;
+		if (!pool_lookup_where((const void *)c->start[i], &b))
 			continue;
 		uintptr_t s = c->start[i];
 		uintptr_t end = (s + b.size) & ~(uintptr_t)(WORD - 1);
 		uintptr_t body = s + (c->hdr ? c->hdr[i] : 0); /* objects */
 		for (uintptr_t a = body; a < end; a += WORD) {
 			uintptr_t w = *(const uintptr_t *)a;
-			struct pool_block tb;
+			struct pool_where tb;
 			long j;
 			if (w - c->lo >= c->span || !find_block(c, w, &tb, &j) ||
 			    (c->state[j] & ST_LEVEL) == ST_REACHABLE ||
@@ -1352,7 +1472,7 @@ static void report_refs(struct ctx *c)
 					  (uint32_t)(from >> 3), sink->arg);
 				break;
 			}
-			struct pool_block b;
+			struct pool_where b;
 			long k;
 			if (from - c->lo < c->span && find_block(c, from, &b, &k)) {
 				sink->ref(c->start[j], from, CAPTURE_REF_BLOCK, 0, sink->arg);
@@ -1417,6 +1537,7 @@ static int scan_locked(struct ctx *c)
 	own_unmap(c->maps.text);
 	own_unmap(c->start);
 	own_unmap(c->pred);
+	own_unmap(c->pools);
 	return err;
 }
 
