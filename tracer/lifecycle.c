@@ -35,6 +35,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <link.h>
+#include <malloc.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -1008,6 +1009,14 @@ __attribute__((constructor)) static void tracer_ctor(void)
 	t->guard = 1;
 	tracer_init();
 	env_fixup();
+	/* The sampler thread makes every program multi-threaded, and in a
+	 * multi-threaded process glibc answers a failed large allocation by
+	 * retrying in a new arena, which reserves 64 MiB of address space: under
+	 * RLIMIT_AS that reservation alone made later small allocations fail
+	 * where the program alone would not.  One arena for the raw allocator
+	 * (only blocks over 512 bytes reach it) keeps glibc's single-threaded
+	 * behaviour. */
+	mallopt(M_ARENA_MAX, 1);
 	pthread_atfork(fork_prepare, fork_parent, fork_child);
 	if (atomic_load(&tracer.recording)) {
 		modules_rescan();
