@@ -31,6 +31,16 @@ static size_t put_str(uint8_t *out, const char *s, size_t len, size_t max)
 	return n + len;
 }
 
+size_t record_put_u(uint8_t *out, uint64_t v)
+{
+	return put_u(out, v);
+}
+
+size_t record_put_cstr(uint8_t *out, const char *s, size_t max)
+{
+	return s ? put_str(out, s, strnlen(s, max), max) : put_u(out, 0);
+}
+
 static void put_le32(uint8_t *out, uint32_t v)
 {
 	out[0] = (uint8_t)v;

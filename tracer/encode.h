@@ -56,6 +56,12 @@ static inline void record_deltas_reset(struct record_deltas *d)
 	d->prev_addr = 0;
 }
 
+/* Field writers, for records encoded outside this file (objects.c): an
+ * unsigned varint, and a NUL-terminated string (NULL is "") cut at max
+ * bytes.  Each returns the bytes written. */
+size_t record_put_u(uint8_t *out, uint64_t v);
+size_t record_put_cstr(uint8_t *out, const char *s, size_t max);
+
 /* The 16-byte file header. */
 size_t record_file_header_put(uint8_t *out);
 

@@ -169,28 +169,15 @@ static size_t n_table, cap_table;
 
 /* ---- records ---------------------------------------------------------------- */
 
-static size_t put_u(uint8_t *o, uint64_t v)
-{
-	return capture_put_u64(o, v);
-}
-
-static size_t put_str(uint8_t *o, const char *s, size_t max)
-{
-	size_t n = s ? strnlen(s, max) : 0;
-	size_t k = put_u(o, n);
-	memcpy(o + k, s ? s : "", n);
-	return k + n;
-}
-
 size_t objects_scanref_put(uint8_t *o, uint64_t addr, uint64_t from, uint64_t kind,
 			   uint64_t tid)
 {
 	size_t k = 0;
 	o[k++] = CAPTURE_SCANREF;
-	k += put_u(o + k, addr);
-	k += put_u(o + k, from);
-	k += put_u(o + k, kind);
-	k += put_u(o + k, tid);
+	k += record_put_u(o + k, addr);
+	k += record_put_u(o + k, from);
+	k += record_put_u(o + k, kind);
+	k += record_put_u(o + k, tid);
 	return k;
 }
 
@@ -211,9 +198,9 @@ static uint64_t type_id(struct tbuf *b, const struct mp_type *type)
 		uint8_t *o = tbuf_reserve(b, RECORD_OBJTYPE_MAX);
 		size_t k = 0;
 		o[k++] = CAPTURE_OBJTYPE;
-		k += put_u(o + k, i + 1);
-		k += put_str(o + k, type->name ? type->name : "?", TYPE_NAME_MAX);
-		k += put_u(o + k, type->size);
+		k += record_put_u(o + k, i + 1);
+		k += record_put_cstr(o + k, type->name ? type->name : "?", TYPE_NAME_MAX);
+		k += record_put_u(o + k, type->size);
 		tbuf_commit(b, k);
 	}
 	return i + 1;
@@ -224,10 +211,10 @@ static void put_snapshot(struct tbuf *b, uint64_t id, const char *label)
 	uint8_t *o = tbuf_reserve(b, RECORD_SNAPSHOT_MAX);
 	size_t k = 0;
 	o[k++] = CAPTURE_SNAPSHOT;
-	k += put_u(o + k, id);
-	k += put_u(o + k, tracer_now_ns() - tracer.t0_ns);
-	k += put_u(o + k, atomic_load(&tracer.seq));
-	k += put_str(o + k, label, 63);
+	k += record_put_u(o + k, id);
+	k += record_put_u(o + k, tracer_now_ns() - tracer.t0_ns);
+	k += record_put_u(o + k, atomic_load(&tracer.seq));
+	k += record_put_cstr(o + k, label, 63);
 	tbuf_commit(b, k);
 }
 
@@ -237,10 +224,10 @@ static void put_count(struct tbuf *b, uint64_t snap, uint64_t tid, uint64_t coun
 	uint8_t *o = tbuf_reserve(b, RECORD_OBJCOUNT_MAX);
 	size_t k = 0;
 	o[k++] = CAPTURE_OBJCOUNT;
-	k += put_u(o + k, snap);
-	k += put_u(o + k, tid);
-	k += put_u(o + k, count);
-	k += put_u(o + k, bytes);
+	k += record_put_u(o + k, snap);
+	k += record_put_u(o + k, tid);
+	k += record_put_u(o + k, count);
+	k += record_put_u(o + k, bytes);
 	tbuf_commit(b, k);
 }
 
@@ -525,9 +512,9 @@ static void visit_edge(void *referent, void *arg)
 	uint8_t *o = tbuf_reserve(w->b, RECORD_OBJEDGE_MAX);
 	size_t k = 0;
 	o[k++] = CAPTURE_OBJEDGE;
-	k += put_u(o + k, w->body);
-	k += put_u(o + k, (uintptr_t)referent);
-	k += put_u(o + k, CAPTURE_SNAPSHOT_EXIT);
+	k += record_put_u(o + k, w->body);
+	k += record_put_u(o + k, (uintptr_t)referent);
+	k += record_put_u(o + k, CAPTURE_SNAPSHOT_EXIT);
 	tbuf_commit(w->b, k);
 }
 
@@ -546,11 +533,11 @@ static void record_object(struct exit_walk *w, void *obj, const struct mp_type *
 	uint8_t *o = tbuf_reserve(w->b, RECORD_OBJECT_MAX);
 	size_t k = 0;
 	o[k++] = CAPTURE_OBJECT;
-	k += put_u(o + k, body);
-	k += put_u(o + k, tid);
-	k += put_u(o + k, garbage && refcount > 0 ? refcount - 1 : refcount);
-	k += put_u(o + k, (tracked ? CAPTURE_OBJ_TRACKED : 0) | (garbage ? CAPTURE_OBJ_GARBAGE : 0));
-	k += put_u(o + k, CAPTURE_SNAPSHOT_EXIT);
+	k += record_put_u(o + k, body);
+	k += record_put_u(o + k, tid);
+	k += record_put_u(o + k, garbage && refcount > 0 ? refcount - 1 : refcount);
+	k += record_put_u(o + k, (tracked ? CAPTURE_OBJ_TRACKED : 0) | (garbage ? CAPTURE_OBJ_GARBAGE : 0));
+	k += record_put_u(o + k, CAPTURE_SNAPSHOT_EXIT);
 	tbuf_commit(w->b, k);
 	if (tid) {
 		types[tid - 1].count++;
