@@ -536,7 +536,8 @@ static void record_object(struct exit_walk *w, void *obj, const struct mp_type *
 	k += record_put_u(o + k, body);
 	k += record_put_u(o + k, tid);
 	k += record_put_u(o + k, garbage && refcount > 0 ? refcount - 1 : refcount);
-	k += record_put_u(o + k, (tracked ? CAPTURE_OBJ_TRACKED : 0) | (garbage ? CAPTURE_OBJ_GARBAGE : 0));
+	k += record_put_u(o + k, (tracked ? CAPTURE_OBJ_TRACKED : 0) |
+					 (garbage ? CAPTURE_OBJ_GARBAGE : 0));
 	k += record_put_u(o + k, CAPTURE_SNAPSHOT_EXIT);
 	tbuf_commit(w->b, k);
 	if (tid) {
