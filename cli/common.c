@@ -95,7 +95,7 @@ int cli_outputs_render(struct reports_capture *cap, const struct cli_outputs *ou
 		fprintf(stderr, "memprof: out of memory while analysing the capture\n");
 		goto out;
 	}
-	/* the HTML page needs the events: take what it uses before they go */
+	/* the HTML page's curve and breakdowns: one more pass over the events */
 	struct reports_html_data *hd = NULL;
 	if (outs->n_html > 0 && !(hd = reports_html_data_build(cap, an))) {
 		fprintf(stderr, "memprof: out of memory while preparing the HTML report\n");
@@ -103,7 +103,6 @@ int cli_outputs_render(struct reports_capture *cap, const struct cli_outputs *ou
 		goto out;
 	}
 	cli_progress_end(); /* progress.c: the reports come next */
-	reports_capture_drop_events(cap);
 	struct reports_render_options opts = {
 		.top = outs->top,
 		.color = outs->color,

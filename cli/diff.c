@@ -84,7 +84,6 @@ static bool load(const char *path, struct reports_diff_run *run)
 		fprintf(stderr, "memprof: out of memory while analysing %s\n", path);
 		return false;
 	}
-	reports_capture_drop_events(cap);
 	return true;
 }
 

@@ -4,16 +4,21 @@
  * view and the blocks still live at exit classified by leak kind.  Entry
  * point: reports_analysis_run().
  *
- * The events are replayed in sequence order against a map of live blocks,
- * where a FREE frees the oldest live block at its address (a realloc in
- * place is an ALLOC of the address still live, then a FREE of it).
- * The first replay counts everything and finds the event where live bytes
- * reach their peak; a second replay stops at that event and credits each
- * block then live to its site (peak_bytes).  What is live after the last
- * event is "live at exit"; with SCAN records each such block takes the
- * scan's kind (a block the scan did not see is reachable), without them
- * every one is reachable.  Memory stays proportional to the live blocks
- * and the sites, not to the events.
+ * The events are streamed once, in sequence order (events.c), against a map
+ * of live blocks, where a FREE frees the oldest live block at its address
+ * (a realloc in place is an ALLOC of the address still live, then a FREE
+ * of it).  The one pass counts everything, finds the event where live
+ * bytes reach their peak and what each site had live then: each site
+ * keeps its live bytes and the index of the event that last changed them,
+ * and on its first change after the latest peak it copies its live bytes
+ * as its peak share (unchanged since that peak, they are what it had
+ * then); at the end, sites not changed since the peak do the same.  The
+ * same pass counts temporary allocations (freed before their thread
+ * allocated again).  What is live after the last event is "live at exit";
+ * with SCAN records each such block takes the scan's kind (a block the
+ * scan did not see is reachable), without them every one is reachable.
+ * Memory stays proportional to the live blocks and the sites, not to the
+ * events.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -29,8 +34,16 @@
 struct block {
 	uint64_t addr;
 	uint64_t size;
+	uint64_t index; /* of its ALLOC among the events */
 	uint32_t site;
 	uint32_t next; /* a newer live block at the same address, or NO_SLOT */
+	uint16_t thread;
+};
+
+/* A site's state during the pass (beside an->sites[]). */
+struct site_live {
+	uint64_t live;  /* bytes live now */
+	uint64_t stamp; /* index of the event that last changed live */
 };
 
 /* The live blocks of a replay: a map from address to the slot of its
@@ -50,7 +63,13 @@ struct builder {
 	const struct reports_capture *cap;
 	struct reports_analysis *an;
 	struct reports_map site_of_stack; /* stack node (+1 for none) -> site */
+	uint32_t *site_by_node; /* the same for nodes below n_nodes, NO_SLOT if none */
 	size_t cap_sites;
+	struct site_live *live; /* per site */
+	size_t cap_live;
+	uint64_t *pending; /* per thread: index + 1 of its latest ALLOC */
+	bool peaked;
+	uint64_t peak_index;
 };
 
 static void replay_finish(struct replay *rp)
@@ -63,15 +82,12 @@ static void replay_finish(struct replay *rp)
 static int replay_remove(struct replay *rp, uint64_t addr, struct block *out)
 {
 	uint32_t slot;
-	if (!reports_map_get(&rp->live, addr, &slot))
+	if (!reports_map_remove(&rp->live, addr, &slot))
 		return 0;
 	*out = rp->blocks[slot];
-	if (out->next != NO_SLOT) {
-		if (reports_map_put(&rp->live, addr, out->next) < 0)
-			return -ENOMEM;
-	} else {
-		reports_map_remove(&rp->live, addr, NULL);
-	}
+	/* a newer block at the same address (a realloc in place) is next */
+	if (out->next != NO_SLOT && reports_map_put(&rp->live, addr, out->next) < 0)
+		return -ENOMEM;
 	rp->n_live--;
 	rp->live_bytes -= out->size;
 	if (reports_vec_push(&rp->free_slots, &rp->n_free, &rp->cap_free, &slot, sizeof(slot)) < 0)
@@ -81,13 +97,13 @@ static int replay_remove(struct replay *rp, uint64_t addr, struct block *out)
 
 /* Applies one event; for a FREE, returns 1 with the freed block in *freed,
  * or 0 when no block was live there. */
-static int replay_apply(struct replay *rp, const struct reports_event *ev, uint32_t site,
-			struct block *freed)
+static int replay_apply(struct replay *rp, const struct reports_event *ev, uint64_t index,
+			uint32_t site, struct block *freed)
 {
 	if (ev->kind == REPORTS_EVENT_FREE)
 		return replay_remove(rp, ev->addr, freed);
 	uint32_t slot;
-	struct block b = { ev->addr, ev->size, site, NO_SLOT };
+	struct block b = { ev->addr, ev->size, index, site, NO_SLOT, ev->thread };
 	if (rp->n_free > 0) {
 		slot = rp->free_slots[--rp->n_free];
 		rp->blocks[slot] = b;
@@ -99,12 +115,13 @@ static int replay_apply(struct replay *rp, const struct reports_event *ev, uint3
 			return -ENOMEM;
 	}
 	uint32_t old;
-	if (reports_map_get(&rp->live, ev->addr, &old)) {
+	int res = reports_map_add(&rp->live, ev->addr, slot, &old);
+	if (res < 0)
+		return res;
+	if (res == 1) {
 		while (rp->blocks[old].next != NO_SLOT)
 			old = rp->blocks[old].next;
 		rp->blocks[old].next = slot;
-	} else if (reports_map_put(&rp->live, ev->addr, slot) < 0) {
-		return -ENOMEM;
 	}
 	rp->n_live++;
 	rp->live_bytes += ev->size;
@@ -114,93 +131,115 @@ static int replay_apply(struct replay *rp, const struct reports_event *ev, uint3
 /* Calls fn for every live block of a replay. */
 static void replay_foreach(struct replay *rp, void (*fn)(struct block *b, void *arg), void *arg)
 {
-	for (size_t j = 0; rp->live.vals && j <= rp->live.mask; j++) {
-		if (!rp->live.vals[j])
-			continue;
-		for (uint32_t s = rp->live.vals[j] - 1; s != NO_SLOT; s = rp->blocks[s].next)
+	size_t pos = 0;
+	uint64_t addr;
+	uint32_t first;
+	while (reports_map_next(&rp->live, &pos, &addr, &first))
+		for (uint32_t s = first; s != NO_SLOT; s = rp->blocks[s].next)
 			fn(&rp->blocks[s], arg);
-	}
 }
 
 static int site_of(struct builder *bd, uint32_t stack, uint32_t *out)
 {
 	uint64_t key = (uint64_t)stack + 1;
-	if (reports_map_get(&bd->site_of_stack, key, out))
+	bool dense = stack < bd->cap->n_nodes;
+	if (dense && bd->site_by_node[stack] != NO_SLOT) {
+		*out = bd->site_by_node[stack];
+		return 0;
+	}
+	if (!dense && reports_map_get(&bd->site_of_stack, key, out))
 		return 0;
 	struct reports_analysis *an = bd->an;
 	struct reports_site s = { .stack = stack };
+	struct site_live l = { 0 };
+	size_t n_live = an->n_sites;
 	if (an->n_sites >= UINT32_MAX - 1 ||
+	    reports_vec_push(&bd->live, &n_live, &bd->cap_live, &l, sizeof(l)) < 0 ||
 	    reports_vec_push(&an->sites, &an->n_sites, &bd->cap_sites, &s, sizeof(s)) < 0)
 		return -ENOMEM;
 	*out = (uint32_t)an->n_sites - 1;
+	if (dense)
+		bd->site_by_node[stack] = *out;
 	return reports_map_put(&bd->site_of_stack, key, *out);
 }
 
-/* First replay: totals, sites, the peak, and the blocks live at the end
- * (left in rp). */
-static int count_all(struct builder *bd, struct replay *rp, size_t *peak_index)
+/* A site's live bytes change at event index: first keep what it had at
+ * the latest peak, if they have not changed since. */
+static void site_change(struct builder *bd, uint32_t site, int64_t delta, uint64_t index)
+{
+	struct site_live *l = &bd->live[site];
+	if (bd->peaked && l->stamp <= bd->peak_index)
+		bd->an->sites[site].peak_bytes = l->live;
+	l->live += (uint64_t)delta;
+	l->stamp = index;
+}
+
+/* The pass: totals, sites, the peak and each site's share of it,
+ * temporary allocations, and the blocks live at the end (left in rp). */
+static int replay_all(struct builder *bd, struct replay *rp)
 {
 	const struct reports_capture *cap = bd->cap;
-	struct reports_totals *t = &bd->an->totals;
-	*peak_index = SIZE_MAX;
-	for (size_t i = 0; i < cap->n_events; i++) {
-		const struct reports_event *ev = &cap->events[i];
+	struct reports_analysis *an = bd->an;
+	struct reports_totals *t = &an->totals;
+	struct reports_events *it;
+	struct reports_event ev;
+	int res = reports_events_open(cap, &it);
+	if (res < 0)
+		return res;
+	bd->pending = calloc(UINT16_MAX + 1, sizeof(*bd->pending));
+	bd->site_by_node = malloc((cap->n_nodes + 1) * sizeof(*bd->site_by_node));
+	if (!bd->pending || !bd->site_by_node)
+		res = -ENOMEM;
+	else
+		memset(bd->site_by_node, 0xff, (cap->n_nodes + 1) * sizeof(*bd->site_by_node));
+	for (uint64_t i = 0; res == 0 && (res = reports_events_next(it, &ev)) > 0; i++) {
 		uint32_t site = 0;
 		struct block freed;
-		int res;
+		res = 0;
 		if ((i & 0xffff) == 0) /* progress.c */
 			reports_progress("analysing", i, cap->n_events);
-		if (ev->kind == REPORTS_EVENT_ALLOC) {
-			if ((res = site_of(bd, ev->stack, &site)) < 0)
-				return res;
-			struct reports_site *s = &bd->an->sites[site];
+		if (ev.kind == REPORTS_EVENT_ALLOC) {
+			if ((res = site_of(bd, ev.stack, &site)) < 0)
+				break;
+			struct reports_site *s = &an->sites[site];
 			s->allocations++;
-			s->bytes += ev->size;
+			s->bytes += ev.size;
 			t->allocations++;
-			t->bytes_allocated += ev->size;
+			t->bytes_allocated += ev.size;
+			bd->pending[ev.thread] = i + 1;
+			site_change(bd, site, (int64_t)ev.size, i);
 		} else {
 			t->frees++;
 		}
-		if ((res = replay_apply(rp, ev, site, &freed)) < 0)
-			return res;
-		if (ev->kind == REPORTS_EVENT_FREE && res == 0)
-			bd->an->unmatched_frees++;
+		if ((res = replay_apply(rp, &ev, i, site, &freed)) < 0)
+			break;
+		if (ev.kind == REPORTS_EVENT_FREE) {
+			if (res == 0) {
+				an->unmatched_frees++;
+			} else {
+				site_change(bd, freed.site, -(int64_t)freed.size, i);
+				/* temporary: its thread has not allocated since */
+				if (bd->pending[freed.thread] == freed.index + 1) {
+					bd->pending[freed.thread] = 0;
+					an->sites[freed.site].temporary++;
+					t->temporary++;
+				}
+			}
+			res = 0;
+		}
 		if (rp->live_bytes > t->peak_bytes) {
 			t->peak_bytes = rp->live_bytes;
-			t->peak_seq = ev->seq;
-			*peak_index = i;
+			t->peak_seq = ev.seq;
+			bd->peaked = true;
+			bd->peak_index = i;
 		}
 	}
+	reports_events_close(it);
+	if (res < 0)
+		return res;
+	for (size_t s = 0; s < an->n_sites; s++)
+		site_change(bd, (uint32_t)s, 0, UINT64_MAX);
 	return 0;
-}
-
-static void credit_block(struct block *b, void *arg)
-{
-	struct reports_analysis *an = arg;
-	an->sites[b->site].peak_bytes += b->size;
-}
-
-/* Second replay, up to the peak: what each site had live then. */
-static int credit_peak(struct builder *bd, size_t peak_index)
-{
-	const struct reports_capture *cap = bd->cap;
-	struct replay rp = { 0 };
-	int res = 0;
-	for (size_t i = 0; i <= peak_index && i < cap->n_events && res >= 0; i++) {
-		const struct reports_event *ev = &cap->events[i];
-		uint32_t site = 0;
-		struct block freed;
-		if (ev->kind == REPORTS_EVENT_ALLOC) {
-			/* the site exists: the first replay made it */
-			if (!reports_map_get(&bd->site_of_stack, (uint64_t)ev->stack + 1, &site))
-				site = 0;
-		}
-		res = replay_apply(&rp, ev, site, &freed);
-	}
-	if (res >= 0)
-		replay_foreach(&rp, credit_block, bd->an);
-	replay_finish(&rp);
-	return res < 0 ? res : 0;
 }
 
 static enum reports_leak_kind kind_of_scan(uint64_t kind)
@@ -542,14 +581,14 @@ struct reports_analysis *reports_analysis_run(const struct reports_capture *cap,
 		return NULL;
 	struct builder bd = { .cap = cap, .an = an };
 	struct replay rp = { 0 };
-	size_t peak_index;
-	int res = count_all(&bd, &rp, &peak_index);
-	if (res == 0 && peak_index != SIZE_MAX)
-		res = credit_peak(&bd, peak_index);
+	int res = replay_all(&bd, &rp);
 	if (res == 0)
 		res = classify(&bd, &rp);
 	replay_finish(&rp);
 	reports_map_finish(&bd.site_of_stack);
+	free(bd.live);
+	free(bd.pending);
+	free(bd.site_by_node);
 	if (res == 0)
 		res = build_lineno(&bd, sym);
 	if (res == 0)

@@ -114,7 +114,7 @@ static int plan_points(struct state *st)
 	const struct reports_capture *cap = st->cap;
 	struct reports_html_data *hd = st->hd;
 	const struct reports_totals *t = &st->an->totals;
-	uint64_t first = cap->events[0].seq, last = cap->events[cap->n_events - 1].seq;
+	uint64_t first = cap->events_first_seq, last = cap->events_last_seq;
 	uint64_t duration = t->duration_ns;
 	hd->by_time = duration > 0 && (cap->n_samples > 0 || cap->has_end);
 	bool peak_placed = t->peak_bytes == 0;
@@ -212,7 +212,7 @@ static int close_points(struct state *st, size_t *at, uint64_t next_seq, uint64_
 		p->max_live = max_live > st->live_bytes ? max_live : st->live_bytes;
 		if (!hd->by_time)
 			p->t_ns = reports_capture_time_of_seq(st->cap, p->seq == UINT64_MAX
-						? st->cap->events[st->cap->n_events - 1].seq : p->seq);
+						? st->cap->events_last_seq : p->seq);
 		if (wants_breakdown(st, *at)) {
 			int res = take_breakdown(st, *at);
 			if (res < 0)
@@ -230,12 +230,15 @@ static int replay(struct state *st)
 	struct reports_html_data *hd = st->hd;
 	size_t at = 0;
 	uint64_t max_live = 0;
-	for (size_t i = 0; i < cap->n_events; i++) {
-		const struct reports_event *ev = &cap->events[i];
-		int res = 0;
+	struct reports_events *it;
+	struct reports_event event;
+	const struct reports_event *ev = &event;
+	int more = reports_events_open(cap, &it);
+	while (more == 0 && (more = reports_events_next(it, &event)) > 0) {
+		more = 0;
 		if (at < hd->n_points && hd->points[at].seq < ev->seq) {
-			if ((res = close_points(st, &at, ev->seq, max_live)) < 0)
-				return res;
+			if ((more = close_points(st, &at, ev->seq, max_live)) < 0)
+				break;
 			max_live = st->live_bytes;
 		}
 		if (ev->kind == REPORTS_EVENT_ALLOC) {
@@ -245,16 +248,22 @@ static int replay(struct state *st)
 			unsigned k = size_bucket(ev->size);
 			hd->size_count[k]++;
 			hd->size_bytes[k] += ev->size;
-			if ((res = add_block(st, ev, site)) < 0)
-				return res;
+			if ((more = add_block(st, ev, site)) < 0)
+				break;
 		} else {
 			struct live_block freed;
-			if ((res = remove_block(st, ev->addr, &freed)) < 0)
-				return res;
+			int res = remove_block(st, ev->addr, &freed);
+			if (res < 0) {
+				more = res;
+				break;
+			}
 		}
 		if (st->live_bytes > max_live)
 			max_live = st->live_bytes;
 	}
+	reports_events_close(it);
+	if (more < 0)
+		return more;
 	return close_points(st, &at, UINT64_MAX, max_live);
 }
 

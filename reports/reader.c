@@ -10,6 +10,13 @@
  * flagged incomplete; a wrong magic, version or checksum, an unknown tag or
  * a record running past its chunk is an error that names the byte offset.
  *
+ * The allocation events are checked and counted but not kept: each chunk's
+ * events become a run (reports-private.h) that events.c reads again, on
+ * every pass, merged with the other runs in (seq, order) order.  A chunk
+ * whose seqs go backwards (a damaged capture) is cut into several runs, so
+ * the merge still sees every event in order.  Pages of a mapped file are
+ * given back behind the reader as it goes.
+ *
  * Stacks arrive as nodes of a prefix tree (STACK id parent ip), possibly
  * after their first use by another thread.  While reading, each stack id
  * gets a raw slot (created on first mention, filled when its STACK record
@@ -38,6 +45,13 @@
 
 enum raw_state { RAW_NEW = 0, RAW_VISITING, RAW_DONE };
 
+/* Stack ids below this many times the nodes seen (plus a slack) are
+ * indexed in a plain array; a hostile capture's huge ids go to a map. */
+#define DENSE_SLACK 65536u
+#define DENSE_FACTOR 4u
+/* Pages behind the reader are given back every this many bytes. */
+#define RELEASE_STEP (64u << 20)
+
 struct raw_node {
 	uint64_t parent_id;
 	uint64_t ip;
@@ -59,7 +73,15 @@ struct reader {
 
 	struct raw_node *raw;
 	size_t n_raw, cap_raw;
-	struct reports_map raw_by_id;
+	struct reports_map raw_by_id; /* ids at or above n_dense */
+	uint32_t *raw_dense;          /* ids below n_dense, NO_INDEX when unseen */
+	size_t n_dense;
+
+	struct reports_source *src;
+	size_t cap_runs;
+	bool run_open;      /* the chunk's current run can take one more event */
+	uint64_t run_last;  /* seq of the run's last event */
+	uint64_t chunk_end; /* file offset where the current chunk ends */
 
 	/* canonical nodes: open addressing over node indices + 1 */
 	uint32_t *canon_slots;
@@ -69,7 +91,7 @@ struct reader {
 	struct unload *unloads;
 	size_t n_unloads, cap_unloads;
 
-	size_t cap_events, cap_modules, cap_samples, cap_threads, cap_badfrees,
+	size_t cap_modules, cap_samples, cap_threads, cap_badfrees,
 		cap_notes, cap_scans, cap_scan_blocks, cap_scan_edges, cap_objtypes,
 		cap_objects, cap_objedges, cap_snapshots;
 	size_t cap_objcounts, cap_scan_refs; /* objects: OBJCOUNT, SCANREF */
@@ -212,17 +234,56 @@ static int raw_slot(struct reader *r, uint64_t id, uint32_t *out)
 		*out = REPORTS_NO_STACK;
 		return 0;
 	}
-	if (reports_map_get(&r->raw_by_id, id, out))
+	if (id < r->n_dense && r->raw_dense[id] != NO_INDEX) {
+		*out = r->raw_dense[id];
+		return 0;
+	}
+	if (id >= r->n_dense && reports_map_get(&r->raw_by_id, id, out))
 		return 0;
 	if (r->n_raw >= UINT32_MAX - 1)
 		return nomem(r);
+	/* a new id: grow the array over it when ids stay dense */
+	if (id >= r->n_dense && id < (uint64_t)(r->n_raw + DENSE_SLACK) * DENSE_FACTOR) {
+		size_t n = r->n_dense ? r->n_dense : DENSE_SLACK;
+		while (n <= id)
+			n *= 2;
+		uint32_t *d = realloc(r->raw_dense, n * sizeof(*d));
+		if (!d)
+			return nomem(r);
+		memset(d + r->n_dense, 0xff, (n - r->n_dense) * sizeof(*d));
+		/* ids of the map that the array now covers move into it */
+		struct reports_map *m = &r->raw_by_id;
+		size_t pos = 0;
+		uint64_t key;
+		uint32_t val;
+		while (reports_map_next(m, &pos, &key, &val))
+			if (key < n)
+				d[key] = val;
+		for (size_t k = r->n_dense; k < n; k++)
+			if (d[k] != NO_INDEX)
+				reports_map_remove(m, k, NULL);
+		r->raw_dense = d;
+		r->n_dense = n;
+	}
 	struct raw_node node = { .canon = NO_INDEX };
 	uint32_t idx = (uint32_t)r->n_raw;
-	if (reports_vec_push(&r->raw, &r->n_raw, &r->cap_raw, &node, sizeof(node)) < 0 ||
-	    reports_map_put(&r->raw_by_id, id, idx) < 0)
+	if (reports_vec_push(&r->raw, &r->n_raw, &r->cap_raw, &node, sizeof(node)) < 0)
+		return nomem(r);
+	if (id < r->n_dense)
+		r->raw_dense[id] = idx;
+	else if (reports_map_put(&r->raw_by_id, id, idx) < 0)
 		return nomem(r);
 	*out = idx;
 	return 0;
+}
+
+/* The raw slot of an id already mentioned, or NO_INDEX. */
+static uint32_t raw_find(const struct reader *r, uint64_t id)
+{
+	uint32_t v;
+	if (id < r->n_dense)
+		return r->raw_dense[id];
+	return reports_map_get(&r->raw_by_id, id, &v) ? v : NO_INDEX;
 }
 
 static uint64_t canon_hash(uint32_t parent, uint64_t ip)
@@ -300,8 +361,8 @@ static int resolve_raw(struct reader *r, uint32_t i, uint32_t *path)
 		path[n++] = j;
 		if (!node->defined || node->parent_id == 0)
 			break;
-		uint32_t parent;
-		if (!reports_map_get(&r->raw_by_id, node->parent_id, &parent)) {
+		uint32_t parent = raw_find(r, node->parent_id);
+		if (parent == NO_INDEX) {
 			/* a parent never described: one unknown frame */
 			if ((res = canon_intern(r, REPORTS_NO_STACK, 0, &base)) < 0)
 				return res;
@@ -334,8 +395,25 @@ static int resolve_stacks(struct reader *r)
 		if (res < 0)
 			return res;
 	}
-	for (size_t i = 0; i < cap->n_events; i++)
-		cap->events[i].stack = canon_of(r, cap->events[i].stack);
+	/* the events' stack ids, for events.c: id -> canonical node */
+	struct reports_source *src = r->src;
+	if (r->n_dense > 0) {
+		src->dense = malloc(r->n_dense * sizeof(*src->dense));
+		if (!src->dense)
+			return nomem(r);
+		src->n_dense = r->n_dense;
+		src->dense[0] = REPORTS_NO_STACK;
+		for (size_t id = 1; id < r->n_dense; id++)
+			src->dense[id] = r->raw_dense[id] == NO_INDEX
+						 ? REPORTS_NO_STACK
+						 : canon_of(r, r->raw_dense[id]);
+	}
+	size_t pos = 0;
+	uint64_t key;
+	uint32_t val;
+	while (reports_map_next(&r->raw_by_id, &pos, &key, &val))
+		if (reports_map_put(&src->sparse, key, canon_of(r, val)) < 0)
+			return nomem(r);
 	for (size_t i = 0; i < cap->n_badfrees; i++) {
 		struct reports_badfree *b = &cap->badfrees[i];
 		b->free_stack = canon_of(r, b->free_stack);
@@ -376,30 +454,49 @@ static int rec_process(struct reader *r, struct cursor *c)
 	return 0;
 }
 
+/* An ALLOC or FREE: checked, counted and added to the chunk's current run
+ * (a new run when its seq goes backwards); events.c reads it again. */
 static int rec_event(struct reader *r, struct cursor *c, bool alloc)
 {
 	uint64_t dseq, zaddr, size = 0, stack_id = 0;
+	uint64_t prev_seq = r->prev_seq, prev_addr = r->prev_addr;
 	int res;
-	if ((res = get_many(r, c, 2, &dseq, &zaddr)) < 0)
-		return res;
-	if (alloc && (res = get_many(r, c, 2, &size, &stack_id)) < 0)
-		return res;
-	struct reports_event ev = {
-		.seq = r->prev_seq + dseq,
-		.addr = r->prev_addr + (uint64_t)capture_unzigzag(zaddr),
-		.size = size,
-		.order = r->order++,
-		.kind = alloc ? REPORTS_EVENT_ALLOC : REPORTS_EVENT_FREE,
-		.thread = (uint16_t)r->chunk_tid,
-		.stack = REPORTS_NO_STACK,
-	};
-	r->prev_seq = ev.seq;
-	r->prev_addr = ev.addr;
-	if (alloc && (res = raw_slot(r, stack_id, &ev.stack)) < 0)
-		return res;
+	/* the commonest records: their varints read inline */
+	if (capture_get_u64(&c->p, c->end, &dseq) < 0 ||
+	    capture_get_u64(&c->p, c->end, &zaddr) < 0 ||
+	    (alloc && (capture_get_u64(&c->p, c->end, &size) < 0 ||
+		       capture_get_u64(&c->p, c->end, &stack_id) < 0)))
+		return overrun(r, c);
+	uint64_t seq = prev_seq + dseq;
+	r->prev_seq = seq;
+	r->prev_addr = prev_addr + (uint64_t)capture_unzigzag(zaddr);
+	uint32_t slot;
+	if (alloc && (res = raw_slot(r, stack_id, &slot)) < 0)
+		return res; /* the id is mentioned: an unknown frame if never described */
+	struct reports_source *src = r->src;
+	if (!r->run_open || seq < r->run_last) {
+		struct reports_run run = {
+			.off = r->record_off,
+			.end = r->chunk_end,
+			.prev_seq = prev_seq,
+			.prev_addr = prev_addr,
+			.first_seq = seq,
+			.first_order = r->order,
+			.tid = r->chunk_tid,
+		};
+		if (reports_vec_push(&src->runs, &src->n_runs, &r->cap_runs, &run, sizeof(run)) < 0)
+			return nomem(r);
+		r->run_open = true;
+	}
+	src->runs[src->n_runs - 1].n_events++;
+	r->run_last = seq;
+	r->order++;
 	struct reports_capture *cap = r->cap;
-	if (reports_vec_push(&cap->events, &cap->n_events, &r->cap_events, &ev, sizeof(ev)) < 0)
-		return nomem(r);
+	if (cap->n_events == 0 || seq < cap->events_first_seq)
+		cap->events_first_seq = seq;
+	if (cap->n_events == 0 || seq > cap->events_last_seq)
+		cap->events_last_seq = seq;
+	cap->n_events++;
 	return 0;
 }
 
@@ -769,6 +866,8 @@ static int read_chunk(struct reader *r, uint64_t off, const uint8_t *payload, si
 	struct cursor c = { .p = payload, .end = payload + len };
 	r->prev_seq = 0;
 	r->prev_addr = 0;
+	r->run_open = false;
+	r->chunk_end = off + len;
 	while (c.p < c.end) {
 		r->record_off = off + (uint64_t)(c.p - payload);
 		c.tag = *c.p++;
@@ -785,7 +884,7 @@ static int read_chunk(struct reader *r, uint64_t off, const uint8_t *payload, si
 static int read_chunks(struct reader *r)
 {
 	struct reports_capture *cap = r->cap;
-	size_t off = CAPTURE_HEADER_SIZE;
+	size_t off = CAPTURE_HEADER_SIZE, released = 0;
 	while (off < r->len) {
 		if (r->len - off < CAPTURE_CHUNK_HEADER_SIZE) {
 			cap->truncated = true;
@@ -817,16 +916,37 @@ static int read_chunks(struct reader *r)
 		cap->n_chunks++;
 		off += CAPTURE_CHUNK_HEADER_SIZE + plen;
 		reports_progress("reading", off, r->len); /* progress.c */
+		if (off - released >= RELEASE_STEP) {
+			reports_source_release(r->src, released, off);
+			released = off;
+		}
 	}
+	reports_source_release(r->src, released, off);
 	return 0;
 }
 
-static int cmp_event(const void *a, const void *b)
+static int cmp_run(const void *a, const void *b)
 {
-	const struct reports_event *x = a, *y = b;
-	if (x->seq != y->seq)
-		return x->seq < y->seq ? -1 : 1;
-	return x->order < y->order ? -1 : x->order > y->order;
+	const struct reports_run *x = a, *y = b;
+	if (x->first_seq != y->first_seq)
+		return x->first_seq < y->first_seq ? -1 : 1;
+	return x->first_order < y->first_order ? -1 : x->first_order > y->first_order;
+}
+
+/* Runs in merge order, and low[]: where the file is still needed. */
+static int order_runs(struct reader *r)
+{
+	struct reports_source *src = r->src;
+	if (src->n_runs > 1)
+		qsort(src->runs, src->n_runs, sizeof(*src->runs), cmp_run);
+	src->low = malloc((src->n_runs + 1) * sizeof(*src->low));
+	if (!src->low)
+		return nomem(r);
+	src->low[src->n_runs] = src->len;
+	for (size_t i = src->n_runs; i-- > 0;)
+		src->low[i] = src->runs[i].off < src->low[i + 1] ? src->runs[i].off
+								 : src->low[i + 1];
+	return 0;
 }
 
 static int cmp_sample(const void *a, const void *b)
@@ -875,12 +995,10 @@ static int read_all(struct reader *r)
 	int res = read_chunks(r);
 	if (res < 0)
 		return res;
-	if ((res = resolve_stacks(r)) < 0)
+	if ((res = resolve_stacks(r)) < 0 || (res = order_runs(r)) < 0)
 		return res;
 	apply_unloads(r);
 	struct reports_capture *cap = r->cap;
-	if (cap->n_events > 1)
-		qsort(cap->events, cap->n_events, sizeof(*cap->events), cmp_event);
 	if (cap->n_samples > 1)
 		qsort(cap->samples, cap->n_samples, sizeof(*cap->samples), cmp_sample);
 	cap->incomplete = cap->truncated || !cap->has_end;
@@ -888,19 +1006,24 @@ static int read_all(struct reader *r)
 	return 0;
 }
 
-int reports_capture_load_buffer(const uint8_t *data, size_t len,
-				struct reports_capture **out,
-				struct reports_error *err)
+/* Reads the capture of src (which the new capture owns from here on, even
+ * when reading fails). */
+static int load_source(struct reports_source *src, struct reports_capture **out,
+		       struct reports_error *err)
 {
-	struct reader r = { .data = data, .len = len, .err = err };
+	struct reader r = { .data = src->data, .len = src->len, .err = err, .src = src };
 	if (err)
 		memset(err, 0, sizeof(*err));
 	*out = NULL;
 	r.cap = calloc(1, sizeof(*r.cap));
-	if (!r.cap)
+	if (!r.cap) {
+		reports_source_destroy(src);
 		return nomem(&r);
+	}
+	r.cap->source = src;
 	int res = read_all(&r);
 	free(r.raw);
+	free(r.raw_dense);
 	free(r.canon_slots);
 	free(r.unloads);
 	reports_map_finish(&r.raw_by_id);
@@ -910,6 +1033,31 @@ int reports_capture_load_buffer(const uint8_t *data, size_t len,
 	}
 	*out = r.cap;
 	return 0;
+}
+
+int reports_capture_load_buffer(const uint8_t *data, size_t len,
+				struct reports_capture **out,
+				struct reports_error *err)
+{
+	/* the events are read again later: the capture keeps its own copy */
+	struct reports_source *src = calloc(1, sizeof(*src));
+	uint8_t *copy = malloc(len ? len : 1);
+	if (!src || !copy) {
+		free(src);
+		free(copy);
+		*out = NULL;
+		if (err) {
+			memset(err, 0, sizeof(*err));
+			snprintf(err->message, sizeof(err->message),
+				 "out of memory while reading the capture");
+		}
+		return -ENOMEM;
+	}
+	if (len)
+		memcpy(copy, data, len);
+	src->data = src->owned = copy;
+	src->len = len;
+	return load_source(src, out, err);
 }
 
 static int sys_error(struct reports_error *err, int errnum, const char *what)
@@ -979,12 +1127,23 @@ int reports_capture_load_file(const char *path, struct reports_capture **out,
 		}
 	}
 	close(fd);
-	int res = reports_capture_load_buffer(data ? data : (const uint8_t *)"", len, out, err);
-	if (mapped)
-		munmap(data, len);
-	else
-		free(data);
-	return res;
+	struct reports_source *src = calloc(1, sizeof(*src));
+	if (!src) {
+		if (mapped)
+			munmap(data, len);
+		else
+			free(data);
+		return sys_error(err, ENOMEM, "cannot read");
+	}
+	if (mapped) {
+		src->map = data;
+		madvise(data, len, MADV_SEQUENTIAL);
+	} else {
+		src->owned = data;
+	}
+	src->data = data ? data : (const uint8_t *)"";
+	src->len = len;
+	return load_source(src, out, err);
 }
 
 void reports_capture_destroy(struct reports_capture *cap)
@@ -995,7 +1154,7 @@ void reports_capture_destroy(struct reports_capture *cap)
 	for (size_t i = 0; i < cap->argc; i++)
 		free(cap->argv[i]);
 	free(cap->argv);
-	free(cap->events);
+	reports_source_destroy(cap->source);
 	free(cap->nodes);
 	for (size_t i = 0; i < cap->n_modules; i++) {
 		free(cap->modules[i].path);
@@ -1025,13 +1184,6 @@ void reports_capture_destroy(struct reports_capture *cap)
 	free(cap->objcounts);
 	free(cap->scan_refs);
 	free(cap);
-}
-
-void reports_capture_drop_events(struct reports_capture *cap)
-{
-	free(cap->events);
-	cap->events = NULL;
-	cap->n_events = 0;
 }
 
 size_t reports_stack_ips(const struct reports_capture *cap, uint32_t stack,

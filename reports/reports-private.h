@@ -17,11 +17,18 @@ int reports_vec_reserve(void *v, size_t *cap, size_t need, size_t elem);
 int reports_vec_push(void *v, size_t *n, size_t *cap, const void *item, size_t elem);
 
 /* A map of 64-bit keys to 32-bit values, linear probing with backward-shift
- * deletion.  Zero-initialised is an empty map. */
+ * deletion, Fibonacci hashing (the analyses' maps are hit once or twice
+ * per event: a key and its value share a slot, one multiply finds it).
+ * Zero-initialised is an empty map. */
+struct reports_map_slot {
+	uint64_t key;
+	uint32_t val; /* value + 1; 0 marks an empty slot */
+};
+
 struct reports_map {
-	uint64_t *keys;
-	uint32_t *vals; /* value + 1; 0 marks an empty slot */
+	struct reports_map_slot *slots;
 	size_t mask;    /* slots - 1, or 0 before the first insertion */
+	unsigned shift; /* 64 - log2(slots) */
 	size_t count;
 };
 
@@ -33,6 +40,12 @@ bool reports_map_get(const struct reports_map *map, uint64_t key, uint32_t *val)
 int reports_map_put(struct reports_map *map, uint64_t key, uint32_t val);
 /* Removes key; returns whether it was there (and its value in *val). */
 bool reports_map_remove(struct reports_map *map, uint64_t key, uint32_t *val);
+/* Inserts key with val unless it is there: then returns 1 with its value
+ * in *old and changes nothing.  0 when inserted, -ENOMEM. */
+int reports_map_add(struct reports_map *map, uint64_t key, uint32_t val, uint32_t *old);
+/* Iterates: from *pos = 0, each call gives one entry and returns true,
+ * false after the last (no insertion or removal in between). */
+bool reports_map_next(const struct reports_map *map, size_t *pos, uint64_t *key, uint32_t *val);
 
 /* A copy of len bytes as a NUL-terminated string, or NULL. */
 char *reports_strndup(const char *s, size_t len);
@@ -40,3 +53,44 @@ char *reports_strndup(const char *s, size_t len);
 /* qsort order of struct reports_leak_record, as memcheck lists loss records
  * (analysis.c; leaks.c re-sorts with it after applying suppressions). */
 int reports_leak_record_cmp(const void *a, const void *b);
+
+/* ---- where the events of a capture are read again (reader.c, events.c) ----
+ * The reader keeps no events: it notes, for each run of events (a stretch
+ * of one chunk whose seqs never decrease: a whole chunk, unless the capture
+ * is damaged), where it starts and the chunk's delta state there, and the
+ * event iterator (events.c) merges the runs by (seq, order). */
+struct reports_run {
+	uint64_t off;       /* file offset of its first event record */
+	uint64_t end;       /* file offset where its chunk ends */
+	uint64_t prev_seq;  /* the chunk's delta state before that record */
+	uint64_t prev_addr;
+	uint64_t first_seq;
+	uint64_t first_order; /* order (place in the file) of its first event */
+	uint64_t n_events;
+	uint32_t tid;
+};
+
+struct reports_source {
+	const uint8_t *data; /* the whole capture */
+	size_t len;
+	void *map;           /* data is this mapping of the file (munmap'd)... */
+	uint8_t *owned;      /* ...or this copy (freed) */
+	struct reports_run *runs; /* sorted by (first_seq, first_order) */
+	size_t n_runs;
+	uint64_t *low;       /* low[i]: the smallest off of runs[i..]; low[n_runs] = len */
+	/* stack ids of ALLOC records to canonical nodes: ids below n_dense in
+	 * dense[] (REPORTS_NO_STACK for none), others in sparse */
+	uint32_t *dense;
+	size_t n_dense;
+	struct reports_map sparse;
+};
+
+/* The canonical node of a stack id of an ALLOC record. */
+uint32_t reports_source_stack(const struct reports_source *src, uint64_t id);
+/* Gives back the pages of a mapped capture in [from, to) (whole pages
+ * only); they are read again from the file should anything touch them. */
+void reports_source_release(const struct reports_source *src, uint64_t from, uint64_t to);
+void reports_source_destroy(struct reports_source *src);
+/* Skips the fields of one record whose tag byte was just read; 0, or -1
+ * when the record runs past end. */
+int reports_record_skip(int tag, const uint8_t **p, const uint8_t *end);

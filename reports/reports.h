@@ -8,9 +8,13 @@
  *   reports_render_text/json()    the reports themselves (render-*.c)
  *
  * The reader turns the per-thread chunks of a capture into one model: the
- * allocation events merged in sequence order, the stacks as a prefix tree of
- * canonical nodes (identical stacks recorded by different threads share one
- * node), the modules, samples, notes and scan results.  Everything here
+ * stacks as a prefix tree of canonical nodes (identical stacks recorded by
+ * different threads share one node), the modules, samples, notes and scan
+ * results.  The allocation events are not kept: they are most of a capture
+ * (hundreds of millions in a long run), so each analysis streams them again
+ * from the file, the threads' chunks merged in sequence order
+ * (reports_events_open()); memory stays proportional to the blocks live at
+ * once, not to the events.  Everything here
  * returns 0 or a negative errno, a bool, or NULL; nothing prints except the
  * renderers, to the stream they are given.
  */
@@ -206,8 +210,11 @@ struct reports_capture {
 	uint64_t truncated_at;   /* byte offset of that chunk */
 	uint64_t lost_events;    /* sum of the LOST records */
 
-	struct reports_event *events; /* sorted by (seq, order) */
+	/* The allocation events, streamed by reports_events_open(): how many,
+	 * and their smallest and largest seq (when n_events > 0). */
 	size_t n_events;
+	uint64_t events_first_seq;
+	uint64_t events_last_seq;
 	struct reports_node *nodes;
 	size_t n_nodes;
 	struct reports_module *modules;
@@ -247,6 +254,9 @@ struct reports_capture {
 
 	size_t n_chunks;
 	uint64_t file_size;
+
+	/* Where the events are read again from (reader.c). */
+	struct reports_source *source;
 };
 
 /* Where and why a capture could not be read. */
@@ -268,9 +278,21 @@ int reports_capture_load_file(const char *path, struct reports_capture **out,
 			      struct reports_error *err);
 void reports_capture_destroy(struct reports_capture *cap);
 
-/* Frees the allocation events once the analyses are done with them (the
- * renderers never read them): the largest part of a big capture. */
-void reports_capture_drop_events(struct reports_capture *cap);
+/* ---- the allocation events, streamed ----------------------------------
+ * Each pass over the events re-reads them from the capture (a mapped file,
+ * or the reader's copy of a buffer), merging the threads' chunks in
+ * (seq, order) order: order is the event's place in the file, so equal
+ * seqs keep file order.  Pages of the file already passed are given back
+ * as the pass goes, so a pass holds only the chunks it is merging.  Any
+ * number of passes may be open at once. */
+struct reports_events;
+
+/* Opens a pass over cap's events.  0 or -ENOMEM. */
+int reports_events_open(const struct reports_capture *cap, struct reports_events **out);
+/* The next event: 1 with *ev filled, 0 after the last one, -EIO when the
+ * file no longer holds what the reader found there (it changed since). */
+int reports_events_next(struct reports_events *it, struct reports_event *ev);
+void reports_events_close(struct reports_events *it);
 
 /* Fills ips[] with the return addresses of a stack, innermost first, at
  * most max; returns how many there are in all (capped by
@@ -367,6 +389,7 @@ struct reports_totals {
 	uint64_t live_blocks_at_exit;
 	uint64_t live_bytes_at_exit;
 	uint64_t duration_ns;
+	uint64_t temporary; /* allocations freed before their thread allocated again */
 };
 
 struct reports_site {
@@ -376,6 +399,7 @@ struct reports_site {
 	uint64_t peak_bytes;   /* live at the moment of the global peak */
 	uint64_t leaked_bytes; /* live at exit */
 	uint64_t leaked_blocks;
+	uint64_t temporary;    /* see reports_temporary_count */
 };
 
 /* tracemalloc's 'lineno' view: sites grouped by their first frame in the
@@ -503,12 +527,12 @@ enum reports_cost {
  * for anything else. */
 bool reports_cost_parse(const char *name, enum reports_cost *out);
 
-/* Counts the temporary allocations of each site into per_site[i] (for
+/* Copies the temporary allocations of each site into per_site[i] (for
  * an->sites[i]; n_sites entries) and their sum into *total.  An
  * allocation is temporary when it is freed before the thread that made it
  * allocates again: in sequence order, no ALLOC of the same thread comes
- * between its ALLOC and its FREE (whichever thread frees it).  Needs the
- * events (before reports_capture_drop_events).  0 or -ENOMEM. */
+ * between its ALLOC and its FREE (whichever thread frees it).  The
+ * analysis counts them in its pass over the events.  Returns 0. */
 int reports_temporary_count(const struct reports_capture *cap,
 			    const struct reports_analysis *an, uint64_t *per_site,
 			    uint64_t *total);

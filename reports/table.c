@@ -58,19 +58,23 @@ uint64_t reports_hash64(uint64_t x)
 
 void reports_map_finish(struct reports_map *map)
 {
-	free(map->keys);
-	free(map->vals);
+	free(map->slots);
 	memset(map, 0, sizeof(*map));
 }
 
-static uint32_t *find(const struct reports_map *map, uint64_t key)
+static size_t home_of(const struct reports_map *map, uint64_t key)
 {
-	if (!map->vals)
+	return (size_t)((key * 0x9e3779b97f4a7c15ull) >> map->shift);
+}
+
+static struct reports_map_slot *find(const struct reports_map *map, uint64_t key)
+{
+	if (!map->slots)
 		return NULL;
-	size_t i = reports_hash64(key) & map->mask;
-	while (map->vals[i]) {
-		if (map->keys[i] == key)
-			return &map->vals[i];
+	size_t i = home_of(map, key);
+	while (map->slots[i].val) {
+		if (map->slots[i].key == key)
+			return &map->slots[i];
 		i = (i + 1) & map->mask;
 	}
 	return NULL;
@@ -78,88 +82,103 @@ static uint32_t *find(const struct reports_map *map, uint64_t key)
 
 static int map_grow(struct reports_map *map)
 {
-	size_t nslots = map->vals ? (map->mask + 1) * 2 : 64;
-	uint64_t *keys = calloc(nslots, sizeof(*keys));
-	uint32_t *vals = calloc(nslots, sizeof(*vals));
-	if (!keys || !vals) {
-		free(keys);
-		free(vals);
+	size_t nslots = map->slots ? (map->mask + 1) * 2 : 64;
+	struct reports_map_slot *slots = calloc(nslots, sizeof(*slots));
+	if (!slots)
 		return -ENOMEM;
-	}
-	size_t mask = nslots - 1;
-	for (size_t j = 0; map->vals && j <= map->mask; j++) {
-		if (!map->vals[j])
+	struct reports_map old = *map;
+	map->slots = slots;
+	map->mask = nslots - 1;
+	map->shift = 64u - (unsigned)__builtin_ctzll(nslots);
+	for (size_t j = 0; old.slots && j <= old.mask; j++) {
+		if (!old.slots[j].val)
 			continue;
-		size_t i = reports_hash64(map->keys[j]) & mask;
-		while (vals[i])
-			i = (i + 1) & mask;
-		keys[i] = map->keys[j];
-		vals[i] = map->vals[j];
+		size_t i = home_of(map, old.slots[j].key);
+		while (slots[i].val)
+			i = (i + 1) & map->mask;
+		slots[i] = old.slots[j];
 	}
-	free(map->keys);
-	free(map->vals);
-	map->keys = keys;
-	map->vals = vals;
-	map->mask = mask;
+	free(old.slots);
 	return 0;
 }
 
 bool reports_map_get(const struct reports_map *map, uint64_t key, uint32_t *val)
 {
-	uint32_t *slot = find(map, key);
+	struct reports_map_slot *slot = find(map, key);
 	if (slot && val)
-		*val = *slot - 1;
+		*val = slot->val - 1;
 	return slot != NULL;
 }
 
-int reports_map_put(struct reports_map *map, uint64_t key, uint32_t val)
+int reports_map_add(struct reports_map *map, uint64_t key, uint32_t val, uint32_t *old)
 {
-	uint32_t *slot = find(map, key);
-	if (slot) {
-		*slot = val + 1;
-		return 0;
-	}
-	if (!map->vals || (map->count + 1) * 2 > map->mask + 1) {
+	if (!map->slots || (map->count + 1) * 2 > map->mask + 1) {
 		int r = map_grow(map);
 		if (r < 0)
 			return r;
 	}
-	size_t i = reports_hash64(key) & map->mask;
-	while (map->vals[i])
+	size_t i = home_of(map, key);
+	while (map->slots[i].val) {
+		if (map->slots[i].key == key) {
+			*old = map->slots[i].val - 1;
+			return 1;
+		}
 		i = (i + 1) & map->mask;
-	map->keys[i] = key;
-	map->vals[i] = val + 1;
+	}
+	map->slots[i].key = key;
+	map->slots[i].val = val + 1;
 	map->count++;
 	return 0;
 }
 
+int reports_map_put(struct reports_map *map, uint64_t key, uint32_t val)
+{
+	uint32_t old;
+	int r = reports_map_add(map, key, val, &old);
+	if (r == 1)
+		find(map, key)->val = val + 1;
+	return r < 0 ? r : 0;
+}
+
 bool reports_map_remove(struct reports_map *map, uint64_t key, uint32_t *val)
 {
-	uint32_t *slot = find(map, key);
+	struct reports_map_slot *slot = find(map, key);
 	if (!slot)
 		return false;
 	if (val)
-		*val = *slot - 1;
-	size_t i = (size_t)(slot - map->vals);
-	map->vals[i] = 0;
+		*val = slot->val - 1;
+	size_t i = (size_t)(slot - map->slots);
+	map->slots[i].val = 0;
 	map->count--;
 	/* Shift back the rest of the run: an entry moves into the hole when
 	 * its home slot is not between the hole and its current position. */
 	size_t j = i;
 	for (;;) {
 		j = (j + 1) & map->mask;
-		if (!map->vals[j])
+		if (!map->slots[j].val)
 			break;
-		size_t home = reports_hash64(map->keys[j]) & map->mask;
+		size_t home = home_of(map, map->slots[j].key);
 		bool stays = i <= j ? (i < home && home <= j) : (i < home || home <= j);
 		if (stays)
 			continue;
-		map->keys[i] = map->keys[j];
-		map->vals[i] = map->vals[j];
-		map->vals[j] = 0;
+		map->slots[i] = map->slots[j];
+		map->slots[j].val = 0;
 		i = j;
 	}
 	return true;
+}
+
+bool reports_map_next(const struct reports_map *map, size_t *pos, uint64_t *key, uint32_t *val)
+{
+	for (size_t i = *pos; map->slots && i <= map->mask; i++) {
+		if (map->slots[i].val) {
+			*key = map->slots[i].key;
+			*val = map->slots[i].val - 1;
+			*pos = i + 1;
+			return true;
+		}
+	}
+	return false;
 }
 
 char *reports_strndup(const char *s, size_t len)

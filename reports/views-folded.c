@@ -35,128 +35,14 @@ bool reports_cost_parse(const char *name, enum reports_cost *out)
 
 /* ---- temporary allocations ---------------------------------------------- */
 
-#define NO_SLOT UINT32_MAX
-
-/* A live block: the index of its ALLOC event, and the newer live block at
- * the same address (a realloc in place), or NO_SLOT. */
-struct tblock {
-	size_t event;
-	uint32_t next;
-};
-
-struct temp_state {
-	struct reports_map live; /* address -> slot of its oldest live block */
-	struct tblock *blocks;
-	size_t n_blocks, cap_blocks;
-	uint32_t *free_slots;
-	size_t n_free, cap_free;
-	struct reports_map threads; /* thread -> index in pending */
-	size_t *pending;	    /* per thread: its last ALLOC's index + 1, 0 none */
-	size_t n_pending, cap_pending;
-	struct reports_map sites; /* stack + 1 -> site */
-};
-
-static void temp_finish(struct temp_state *ts)
-{
-	reports_map_finish(&ts->live);
-	reports_map_finish(&ts->threads);
-	reports_map_finish(&ts->sites);
-	free(ts->blocks);
-	free(ts->free_slots);
-	free(ts->pending);
-}
-
-static int temp_alloc(struct temp_state *ts, const struct reports_event *ev, size_t index)
-{
-	struct tblock b = {index, NO_SLOT};
-	uint32_t slot, head;
-	if (ts->n_free > 0) {
-		slot = ts->free_slots[--ts->n_free];
-		ts->blocks[slot] = b;
-	} else {
-		if (ts->n_blocks >= NO_SLOT - 1)
-			return -ENOMEM;
-		slot = (uint32_t)ts->n_blocks;
-		if (reports_vec_push(&ts->blocks, &ts->n_blocks, &ts->cap_blocks, &b, sizeof(b)) <
-		    0)
-			return -ENOMEM;
-	}
-	if (reports_map_get(&ts->live, ev->addr, &head)) {
-		while (ts->blocks[head].next != NO_SLOT)
-			head = ts->blocks[head].next;
-		ts->blocks[head].next = slot;
-	} else if (reports_map_put(&ts->live, ev->addr, slot) < 0) {
-		return -ENOMEM;
-	}
-	uint32_t t;
-	if (!reports_map_get(&ts->threads, ev->thread, &t)) {
-		size_t none = 0;
-		t = (uint32_t)ts->n_pending;
-		if (reports_vec_push(&ts->pending, &ts->n_pending, &ts->cap_pending, &none,
-				     sizeof(none)) < 0 ||
-		    reports_map_put(&ts->threads, ev->thread, t) < 0)
-			return -ENOMEM;
-	}
-	ts->pending[t] = index + 1;
-	return 0;
-}
-
-/* Frees the oldest live block at the address; returns the index of its
- * ALLOC event + 1, or 0 when none was live. */
-static int temp_free(struct temp_state *ts, uint64_t addr, size_t *alloc_index)
-{
-	uint32_t slot;
-	*alloc_index = 0;
-	if (!reports_map_get(&ts->live, addr, &slot))
-		return 0;
-	struct tblock b = ts->blocks[slot];
-	if (b.next != NO_SLOT) {
-		if (reports_map_put(&ts->live, addr, b.next) < 0)
-			return -ENOMEM;
-	} else {
-		reports_map_remove(&ts->live, addr, NULL);
-	}
-	if (reports_vec_push(&ts->free_slots, &ts->n_free, &ts->cap_free, &slot, sizeof(slot)) < 0)
-		return -ENOMEM;
-	*alloc_index = b.event + 1;
-	return 0;
-}
-
 int reports_temporary_count(const struct reports_capture *cap, const struct reports_analysis *an,
 			    uint64_t *per_site, uint64_t *total)
 {
-	struct temp_state ts = {0};
-	int res = 0;
-	*total = 0;
-	for (size_t i = 0; i < an->n_sites; i++) {
-		per_site[i] = 0;
-		if (res == 0 && i < NO_SLOT)
-			res = reports_map_put(&ts.sites, (uint64_t)an->sites[i].stack + 1,
-					      (uint32_t)i);
-	}
-	for (size_t i = 0; i < cap->n_events && res == 0; i++) {
-		const struct reports_event *ev = &cap->events[i];
-		if (ev->kind == REPORTS_EVENT_ALLOC) {
-			res = temp_alloc(&ts, ev, i);
-			continue;
-		}
-		size_t a;
-		if ((res = temp_free(&ts, ev->addr, &a)) < 0 || a == 0)
-			continue;
-		/* the freed block is temporary when its thread has not
-		 * allocated since: it is still that thread's last ALLOC */
-		const struct reports_event *alloc = &cap->events[a - 1];
-		uint32_t t, site;
-		if (!reports_map_get(&ts.threads, alloc->thread, &t) || ts.pending[t] != a)
-			continue;
-		ts.pending[t] = 0;
-		if (reports_map_get(&ts.sites, (uint64_t)alloc->stack + 1, &site)) {
-			per_site[site]++;
-			(*total)++;
-		}
-	}
-	temp_finish(&ts);
-	return res;
+	(void)cap; /* the analysis counted them in its pass (analysis.c) */
+	for (size_t i = 0; i < an->n_sites; i++)
+		per_site[i] = an->sites[i].temporary;
+	*total = an->totals.temporary;
+	return 0;
 }
 
 /* ---- collapsed stacks ----------------------------------------------------- */

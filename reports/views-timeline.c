@@ -174,8 +174,15 @@ static int fill_heap(struct chart *c, const struct reports_capture *cap)
 	struct clock clk = {.cap = cap};
 	unsigned last_col = 0;
 	int res = 0;
-	for (size_t i = 0; i < cap->n_events && res == 0; i++) {
-		const struct reports_event *ev = &cap->events[i];
+	struct reports_events *it;
+	struct reports_event event;
+	const struct reports_event *ev = &event;
+	if ((res = reports_events_open(cap, &it)) < 0) {
+		live_finish(&l);
+		return res;
+	}
+	for (size_t i = 0; res == 0 && (res = reports_events_next(it, &event)) > 0; i++) {
+		res = 0;
 		uint64_t x = c->by_time ? clock_time(&clk, ev->seq) : ev->seq;
 		unsigned col = column(c, x);
 		/* the columns without events keep what was live before */
@@ -188,6 +195,7 @@ static int fill_heap(struct chart *c, const struct reports_capture *cap)
 		if ((res = live_apply(&l, ev)) == 0 && l.bytes > c->heap[last_col])
 			c->heap[last_col] = l.bytes;
 	}
+	reports_events_close(it);
 	for (unsigned k = last_col + 1; k < c->w; k++)
 		c->heap[k] = l.bytes;
 	live_finish(&l);
@@ -425,8 +433,8 @@ int reports_render_timeline(FILE *out, const struct reports_capture *cap,
 	c.by_time = c.x_max > 0;
 	if (!c.by_time) {
 		c.x_max = cap->has_end ? cap->end_seq : 0;
-		if (cap->n_events > 0 && cap->events[cap->n_events - 1].seq > c.x_max)
-			c.x_max = cap->events[cap->n_events - 1].seq;
+		if (cap->n_events > 0 && cap->events_last_seq > c.x_max)
+			c.x_max = cap->events_last_seq;
 	}
 	c.heap = calloc(c.w, sizeof(*c.heap));
 	c.rss = calloc(c.w, sizeof(*c.rss));

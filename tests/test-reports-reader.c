@@ -7,6 +7,7 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -43,12 +44,36 @@ static void build_two_threads(struct enc *e)
 	enc_chunk_end(e);
 }
 
+/* The events of the capture load_ok() read last, streamed into an array. */
+static struct reports_event *events;
+
+static struct reports_event *collect(const struct reports_capture *cap)
+{
+	struct reports_events *it;
+	struct reports_event ev;
+	struct reports_event *v = calloc(cap->n_events + 1, sizeof(*v));
+	size_t n = 0;
+	int r;
+	cr_assert_not_null(v);
+	cr_assert_eq(reports_events_open(cap, &it), 0);
+	while ((r = reports_events_next(it, &ev)) > 0) {
+		cr_assert_lt(n, cap->n_events, "more events than the reader counted");
+		v[n++] = ev;
+	}
+	cr_assert_eq(r, 0, "a pass failed: %d", r);
+	cr_assert_eq(n, cap->n_events, "%zu events streamed, %zu counted", n, cap->n_events);
+	reports_events_close(it);
+	return v;
+}
+
 static struct reports_capture *load_ok(const struct enc *e)
 {
 	struct reports_capture *cap = NULL;
 	struct reports_error err;
 	int r = reports_capture_load_buffer(e->buf, e->len, &cap, &err);
 	cr_assert_eq(r, 0, "load failed: %s", err.message);
+	free(events);
+	events = collect(cap);
 	return cap;
 }
 
@@ -88,13 +113,13 @@ Test(reports_reader, merges_thread_chunks_by_sequence)
 	struct reports_capture *cap = load_ok(&e);
 	cr_assert_eq(cap->n_events, 6);
 	for (size_t i = 0; i < cap->n_events; i++)
-		cr_assert_eq(cap->events[i].seq, i + 1, "event %zu has seq %llu", i,
-			     (unsigned long long)cap->events[i].seq);
-	cr_assert_eq(cap->events[0].addr, 0x5000);
-	cr_assert_eq(cap->events[0].kind, REPORTS_EVENT_ALLOC);
-	cr_assert_eq(cap->events[2].addr, 0x6000);
-	cr_assert_eq(cap->events[2].kind, REPORTS_EVENT_FREE);
-	cr_assert_eq(cap->events[4].size, 30);
+		cr_assert_eq(events[i].seq, i + 1, "event %zu has seq %llu", i,
+			     (unsigned long long)events[i].seq);
+	cr_assert_eq(events[0].addr, 0x5000);
+	cr_assert_eq(events[0].kind, REPORTS_EVENT_ALLOC);
+	cr_assert_eq(events[2].addr, 0x6000);
+	cr_assert_eq(events[2].kind, REPORTS_EVENT_FREE);
+	cr_assert_eq(events[4].size, 30);
 	reports_capture_destroy(cap);
 	enc_finish(&e);
 }
@@ -105,7 +130,7 @@ Test(reports_reader, resolves_stack_nodes_written_after_their_use)
 	build_two_threads(&e);
 	struct reports_capture *cap = load_ok(&e);
 	uint64_t ips[8];
-	const struct reports_event *ev = &cap->events[4]; /* seq 5, stack 3 */
+	const struct reports_event *ev = &events[4]; /* seq 5, stack 3 */
 	cr_assert_eq(ev->seq, 5);
 	size_t n = reports_stack_ips(cap, ev->stack, ips, 8);
 	cr_assert_eq(n, 3);
@@ -113,7 +138,7 @@ Test(reports_reader, resolves_stack_nodes_written_after_their_use)
 	cr_assert_eq(ips[1], 0x1200);
 	cr_assert_eq(ips[2], 0x1100);
 	/* seq 1 and seq 4 share stack 2 */
-	cr_assert_eq(cap->events[0].stack, cap->events[3].stack);
+	cr_assert_eq(events[0].stack, events[3].stack);
 	reports_capture_destroy(cap);
 	enc_finish(&e);
 }
@@ -135,10 +160,10 @@ Test(reports_reader, equal_stacks_of_different_threads_share_a_node)
 	enc_alloc(&e, 3, 0x300, 8, 22);
 	enc_chunk_end(&e);
 	struct reports_capture *cap = load_ok(&e);
-	cr_assert_eq(cap->events[0].stack, cap->events[1].stack);
-	cr_assert_neq(cap->events[0].stack, cap->events[2].stack);
-	cr_assert_eq(cap->nodes[cap->events[2].stack].parent,
-		     cap->nodes[cap->events[0].stack].parent);
+	cr_assert_eq(events[0].stack, events[1].stack);
+	cr_assert_neq(events[0].stack, events[2].stack);
+	cr_assert_eq(cap->nodes[events[2].stack].parent,
+		     cap->nodes[events[0].stack].parent);
 	reports_capture_destroy(cap);
 	enc_finish(&e);
 }
@@ -155,12 +180,12 @@ Test(reports_reader, missing_stack_node_is_an_unknown_frame)
 	enc_chunk_end(&e);
 	struct reports_capture *cap = load_ok(&e);
 	uint64_t ips[4];
-	cr_assert_eq(reports_stack_ips(cap, cap->events[0].stack, ips, 4), 2);
+	cr_assert_eq(reports_stack_ips(cap, events[0].stack, ips, 4), 2);
 	cr_assert_eq(ips[0], 0x1234);
 	cr_assert_eq(ips[1], 0);
-	cr_assert_eq(reports_stack_ips(cap, cap->events[1].stack, ips, 4), 1);
+	cr_assert_eq(reports_stack_ips(cap, events[1].stack, ips, 4), 1);
 	cr_assert_eq(ips[0], 0);
-	cr_assert_eq(cap->events[2].stack, REPORTS_NO_STACK);
+	cr_assert_eq(events[2].stack, REPORTS_NO_STACK);
 	cr_assert_eq(reports_stack_ips(cap, REPORTS_NO_STACK, ips, 4), 0);
 	reports_capture_destroy(cap);
 	enc_finish(&e);
@@ -180,11 +205,11 @@ Test(reports_reader, stack_cycles_and_deep_chains_are_cut)
 	enc_chunk_end(&e);
 	struct reports_capture *cap = load_ok(&e);
 	uint64_t ips[REPORTS_STACK_DEPTH_MAX];
-	size_t n = reports_stack_ips(cap, cap->events[0].stack, ips, REPORTS_STACK_DEPTH_MAX);
+	size_t n = reports_stack_ips(cap, events[0].stack, ips, REPORTS_STACK_DEPTH_MAX);
 	cr_assert_geq(n, 1);
 	cr_assert_leq(n, 2);
 	cr_assert_eq(ips[0], 0x10);
-	n = reports_stack_ips(cap, cap->events[1].stack, ips, REPORTS_STACK_DEPTH_MAX);
+	n = reports_stack_ips(cap, events[1].stack, ips, REPORTS_STACK_DEPTH_MAX);
 	cr_assert_eq(n, REPORTS_STACK_DEPTH_MAX);
 	cr_assert_eq(ips[0], 100 + 3 * REPORTS_STACK_DEPTH_MAX - 1);
 	cr_assert_eq(ips[1], 100 + 3 * REPORTS_STACK_DEPTH_MAX - 2);
@@ -575,5 +600,116 @@ Test(reports_reader, outcome_of_a_signal_death)
 	cr_assert_eq(oc.signal, 11);
 	cr_assert_eq(oc.exit_status, 139);
 	reports_capture_destroy(cap);
+	enc_finish(&e);
+}
+
+/* A damaged chunk whose seqs go backwards: every event still comes out,
+ * in (seq, order) order, merged with the other thread's chunk. */
+Test(reports_reader, chunk_whose_seqs_go_backwards_still_merges_in_order)
+{
+	struct enc e;
+	enc_init(&e);
+	enc_chunk_begin(&e, 1);
+	enc_stack(&e, 1, 0, 0x10);
+	enc_alloc(&e, 5, 0x100, 8, 1);
+	enc_alloc(&e, 9, 0x200, 8, 1);
+	enc_alloc(&e, 2, 0x300, 8, 1); /* backwards: a second run */
+	enc_alloc(&e, 7, 0x400, 8, 1);
+	enc_alloc(&e, 7, 0x500, 8, 1); /* a tie keeps file order */
+	enc_chunk_end(&e);
+	enc_chunk_begin(&e, 2);
+	enc_free(&e, 1, 0x900);
+	enc_free(&e, 6, 0x100);
+	enc_free(&e, 8, 0x200);
+	enc_chunk_end(&e);
+	struct reports_capture *cap = load_ok(&e);
+	static const uint64_t seqs[] = { 1, 2, 5, 6, 7, 7, 8, 9 };
+	static const uint64_t addrs[] = { 0x900, 0x300, 0x100, 0x100, 0x400, 0x500, 0x200, 0x200 };
+	cr_assert_eq(cap->n_events, 8);
+	cr_assert_eq(cap->events_first_seq, 1);
+	cr_assert_eq(cap->events_last_seq, 9);
+	for (size_t i = 0; i < 8; i++) {
+		cr_assert_eq(events[i].seq, seqs[i], "event %zu", i);
+		cr_assert_eq(events[i].addr, addrs[i], "event %zu", i);
+	}
+	cr_assert_lt(events[4].order, events[5].order);
+	cr_assert_eq(events[0].thread, 2);
+	cr_assert_eq(events[1].thread, 1);
+	reports_capture_destroy(cap);
+	enc_finish(&e);
+}
+
+/* Many threads' chunks interleaved in the file, each thread's seqs rising:
+ * one pass merges them all, and passes can be open at once. */
+Test(reports_reader, many_interleaved_chunks_merge_and_passes_are_independent)
+{
+	enum { THREADS = 7, CHUNKS = 5, PER = 40 };
+	struct enc e;
+	enc_init(&e);
+	uint64_t seq = 1;
+	uint64_t next[THREADS][CHUNKS][PER];
+	/* deal the seqs round robin, then write each chunk in a scrambled order */
+	for (int c = 0; c < CHUNKS; c++)
+		for (int k = 0; k < PER; k++)
+			for (int t = 0; t < THREADS; t++)
+				next[t][c][k] = seq++;
+	for (int c = 0; c < CHUNKS; c++) {
+		for (int tt = 0; tt < THREADS; tt++) {
+			int t = (tt * 3 + c) % THREADS;
+			enc_chunk_begin(&e, (uint32_t)t + 1);
+			for (int k = 0; k < PER; k++)
+				enc_alloc(&e, next[t][c][k], 0x1000 * next[t][c][k], 16, 0);
+			enc_chunk_end(&e);
+		}
+	}
+	struct reports_capture *cap = load_ok(&e);
+	cr_assert_eq(cap->n_events, THREADS * CHUNKS * PER);
+	for (size_t i = 0; i < cap->n_events; i++)
+		cr_assert_eq(events[i].seq, i + 1, "event %zu has seq %llu", i,
+			     (unsigned long long)events[i].seq);
+	struct reports_events *a, *b;
+	struct reports_event ea, eb;
+	cr_assert_eq(reports_events_open(cap, &a), 0);
+	cr_assert_eq(reports_events_open(cap, &b), 0);
+	cr_assert_eq(reports_events_next(a, &ea), 1);
+	cr_assert_eq(reports_events_next(a, &ea), 1);
+	cr_assert_eq(reports_events_next(b, &eb), 1);
+	cr_assert_eq(ea.seq, 2);
+	cr_assert_eq(eb.seq, 1);
+	reports_events_close(a);
+	reports_events_close(b);
+	reports_capture_destroy(cap);
+	enc_finish(&e);
+}
+
+/* A capture rewritten after it was read: a pass says so (-EIO) instead of
+ * reading garbage. */
+Test(reports_reader, pass_over_a_file_changed_under_it_fails_cleanly)
+{
+	struct enc e;
+	build_two_threads(&e);
+	char path[] = "/tmp/memprof-test-reader-XXXXXX";
+	int fd = mkstemp(path);
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(write(fd, e.buf, e.len), (ssize_t)e.len);
+	struct reports_capture *cap = NULL;
+	struct reports_error err;
+	cr_assert_eq(reports_capture_load_file(path, &cap, &err), 0, "%s", err.message);
+	/* every byte after the header becomes a tag no record has */
+	uint8_t *junk = malloc(e.len);
+	memset(junk, 0xee, e.len);
+	cr_assert_eq(pwrite(fd, junk, e.len - 16, 16), (ssize_t)(e.len - 16));
+	close(fd);
+	struct reports_events *it;
+	struct reports_event ev;
+	int r;
+	cr_assert_eq(reports_events_open(cap, &it), 0);
+	while ((r = reports_events_next(it, &ev)) > 0)
+		;
+	cr_assert_eq(r, -EIO);
+	reports_events_close(it);
+	reports_capture_destroy(cap);
+	unlink(path);
+	free(junk);
 	enc_finish(&e);
 }

@@ -164,7 +164,13 @@ Test(reports_symbolize, address_outside_modules_is_unknown)
 	cr_assert_eq(f[0].address, 0x10);
 
 	struct reports_frames fr = { 0 };
-	cr_assert_eq(reports_stack_symbolize(sym, cap, cap->events[1].stack, &fr), 0);
+	struct reports_events *it;
+	struct reports_event ev;
+	cr_assert_eq(reports_events_open(cap, &it), 0);
+	cr_assert_eq(reports_events_next(it, &ev), 1);
+	cr_assert_eq(reports_events_next(it, &ev), 1); /* the second event */
+	reports_events_close(it);
+	cr_assert_eq(reports_stack_symbolize(sym, cap, ev.stack, &fr), 0);
 	cr_assert_eq(fr.n, 3); /* marker_function, inner_inline, outer_noinline */
 	cr_assert_str_eq(fr.v[0]->function, "marker_function");
 	cr_assert_str_eq(fr.v[1]->function, "inner_inline");

@@ -5,7 +5,7 @@
  * Each input is loaded as a capture file, then again with every chunk's
  * checksum corrected so that mutations reach the records.  The target checks the reader's
  * contract: a refused input leaves no capture and a one-line, terminated
- * message; a loaded one has its events in (seq, order) order, every stack
+ * message; a loaded one streams its events in (seq, order) order, as many as it counted, every stack
  * and parent index inside the node table, stack walks cut at
  * REPORTS_STACK_DEPTH_MAX, scan blocks and edges that belong to a scan, and
  * its stacks, times and notes can be walked.  Any broken contract aborts,
@@ -53,18 +53,26 @@ static void check_capture(const struct reports_capture *cap)
 						     : nd->depth == cap->nodes[nd->parent].depth + 1,
 		      "a node whose depth is not its parent's plus one");
 	}
-	for (size_t i = 0; i < cap->n_events; i++) {
-		const struct reports_event *e = &cap->events[i];
+	struct reports_events *it;
+	struct reports_event ev, prev = { 0 };
+	size_t n = 0;
+	int r;
+	check(reports_events_open(cap, &it) == 0, "a pass that cannot open");
+	for (const struct reports_event *e = &ev; (r = reports_events_next(it, &ev)) > 0; n++) {
 		check(e->kind == REPORTS_EVENT_ALLOC || e->kind == REPORTS_EVENT_FREE,
 		      "an event of unknown kind");
-		if (i > 0) {
-			const struct reports_event *p = &cap->events[i - 1];
-			check(p->seq < e->seq || (p->seq == e->seq && p->order < e->order),
+		if (n > 0)
+			check(prev.seq < e->seq || (prev.seq == e->seq && prev.order < e->order),
 			      "events out of (seq, order) order");
-		}
+		check(e->seq >= cap->events_first_seq && e->seq <= cap->events_last_seq,
+		      "an event outside the capture's seq range");
 		check_stack(cap, e->stack);
 		(void)reports_capture_time_of_seq(cap, e->seq);
+		prev = ev;
 	}
+	check(r == 0, "a pass over a loaded capture that fails");
+	check(n == cap->n_events, "a pass that streams another number of events");
+	reports_events_close(it);
 	for (size_t i = 0; i < cap->n_badfrees; i++) {
 		check_stack(cap, cap->badfrees[i].free_stack);
 		check_stack(cap, cap->badfrees[i].alloc_stack);

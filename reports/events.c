@@ -1,0 +1,356 @@
+/*
+ * events.c: the allocation events of a capture, streamed in sequence
+ * order.  Entry points: reports_events_open(), reports_events_next().
+ *
+ * The reader (reader.c) keeps no events, only runs: stretches of one chunk
+ * whose seqs never decrease, each with the chunk's delta state at its
+ * start, sorted by their first (seq, order).  A pass is a k-way merge: a
+ * binary heap of cursors, one per run being read, keyed by the (seq,
+ * order) of the cursor's next event.  A run joins the heap only when the
+ * merge reaches its first event, so the heap holds the runs that overlap
+ * in seq (about one per thread that was allocating at the time), and a
+ * pass costs a few varint decodes and heap steps per event whatever the
+ * capture's size.  Pages of a mapped file that no run still needs are
+ * given back as the pass goes (reports_source_release), so a pass over a
+ * capture of any size stays within a few chunks' worth of memory.
+ *
+ * The reader checked every record once; a pass decodes again defensively
+ * and answers -EIO if the bytes are no longer what the reader saw (the
+ * file was rewritten under it).
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <memprof/capture.h>
+
+#include "reports-private.h"
+#include "reports.h"
+
+/* How often (in events) a pass gives back the pages behind it. */
+#define RELEASE_EVERY (1u << 20)
+/* ...and only when at least this much can go. */
+#define RELEASE_MIN (16u << 20)
+
+/* ---- the source ------------------------------------------------------- */
+
+uint32_t reports_source_stack(const struct reports_source *src, uint64_t id)
+{
+	if (id < src->n_dense)
+		return src->dense[id];
+	uint32_t v;
+	return id != 0 && reports_map_get(&src->sparse, id, &v) ? v : REPORTS_NO_STACK;
+}
+
+void reports_source_release(const struct reports_source *src, uint64_t from, uint64_t to)
+{
+	if (!src->map || to > src->len)
+		return;
+	uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
+	uint64_t lo = (from + page - 1) / page * page, hi = to / page * page;
+	if (hi > lo)
+		madvise((uint8_t *)src->map + lo, (size_t)(hi - lo), MADV_DONTNEED);
+}
+
+void reports_source_destroy(struct reports_source *src)
+{
+	if (!src)
+		return;
+	if (src->map)
+		munmap(src->map, src->len);
+	free(src->owned);
+	free(src->runs);
+	free(src->low);
+	free(src->dense);
+	reports_map_finish(&src->sparse);
+	free(src);
+}
+
+/* ---- skipping the other records ---------------------------------------- */
+
+static int skip_u(const uint8_t **p, const uint8_t *end, unsigned n)
+{
+	uint64_t v;
+	while (n-- > 0)
+		if (capture_get_u64(p, end, &v) < 0)
+			return -1;
+	return 0;
+}
+
+static int skip_str(const uint8_t **p, const uint8_t *end)
+{
+	uint64_t n;
+	if (capture_get_u64(p, end, &n) < 0 || n > (uint64_t)(end - *p))
+		return -1;
+	*p += n;
+	return 0;
+}
+
+/* The fields of each fixed-layout record: u a varint, s a string. */
+static const char *const layouts[CAPTURE_TAG_MAX + 1] = {
+	[CAPTURE_ALLOC] = "uuuu",       [CAPTURE_FREE] = "uu",
+	[CAPTURE_STACK] = "uuu",        [CAPTURE_MODULE] = "uuuuss",
+	[CAPTURE_UNLOAD] = "uu",        [CAPTURE_SAMPLE] = "uuuuu",
+	[CAPTURE_THREAD] = "uuus",      [CAPTURE_BADFREE] = "uuuuuu",
+	[CAPTURE_NOTE] = "uus",         [CAPTURE_LOST] = "u",
+	[CAPTURE_END] = "uuuuu",        [CAPTURE_SCAN] = "uuu",
+	[CAPTURE_SCANBLOCK] = "uuuuuu", [CAPTURE_SCANEDGE] = "uuu",
+	[CAPTURE_OBJTYPE] = "usu",      [CAPTURE_OBJECT] = "uuuuu",
+	[CAPTURE_OBJEDGE] = "uuu",      [CAPTURE_SNAPSHOT] = "uuus",
+	[CAPTURE_OBJCOUNT] = "uuuu",    [CAPTURE_SCANREF] = "uuuu",
+};
+
+int reports_record_skip(int tag, const uint8_t **p, const uint8_t *end)
+{
+	uint64_t n;
+	switch (tag) {
+	case CAPTURE_PROCESS: /* u u u str u(argc) str* u */
+		if (skip_u(p, end, 3) < 0 || skip_str(p, end) < 0 ||
+		    capture_get_u64(p, end, &n) < 0 || n > (uint64_t)(end - *p))
+			return -1;
+		while (n-- > 0)
+			if (skip_str(p, end) < 0)
+				return -1;
+		return skip_u(p, end, 1);
+	case CAPTURE_STATS: /* u(n) n * 4u, 8u */
+		if (capture_get_u64(p, end, &n) < 0 || n > (uint64_t)(end - *p) / 4)
+			return -1;
+		return skip_u(p, end, (unsigned)n * 4 + 8);
+	}
+	if (tag < 1 || tag > (int)CAPTURE_TAG_MAX || !layouts[tag])
+		return -1;
+	for (const char *f = layouts[tag]; *f; f++)
+		if ((*f == 'u' ? skip_u(p, end, 1) : skip_str(p, end)) < 0)
+			return -1;
+	return 0;
+}
+
+/* ---- the merge -------------------------------------------------------- */
+
+struct cursor {
+	struct reports_event ev; /* the next event of the run */
+	const uint8_t *p, *end;
+	uint64_t prev_seq, prev_addr;
+	uint64_t left; /* events of the run not yet decoded */
+	uint64_t off;  /* file offset of p, for giving pages back */
+};
+
+struct reports_events {
+	const struct reports_capture *cap;
+	const struct reports_source *src;
+	struct cursor *cur; /* by slot */
+	size_t n_cur, cap_cur;
+	uint32_t *free_slots;
+	size_t n_free, cap_free;
+	uint32_t *heap; /* slots, a min-heap by (seq, order) */
+	size_t n_heap, cap_heap;
+	size_t next_run;   /* the first run not opened yet */
+	uint64_t emitted;
+	uint64_t released; /* file offset below which pages went back */
+};
+
+static bool before(const struct cursor *a, const struct cursor *b)
+{
+	return a->ev.seq < b->ev.seq || (a->ev.seq == b->ev.seq && a->ev.order < b->ev.order);
+}
+
+static void sift_up(struct reports_events *it, size_t i)
+{
+	uint32_t x = it->heap[i];
+	while (i > 0) {
+		size_t parent = (i - 1) / 2;
+		if (!before(&it->cur[x], &it->cur[it->heap[parent]]))
+			break;
+		it->heap[i] = it->heap[parent];
+		i = parent;
+	}
+	it->heap[i] = x;
+}
+
+static void sift_down(struct reports_events *it, size_t i)
+{
+	uint32_t x = it->heap[i];
+	size_t n = it->n_heap;
+	for (;;) {
+		size_t c = 2 * i + 1;
+		if (c >= n)
+			break;
+		if (c + 1 < n && before(&it->cur[it->heap[c + 1]], &it->cur[it->heap[c]]))
+			c++;
+		if (!before(&it->cur[it->heap[c]], &it->cur[x]))
+			break;
+		it->heap[i] = it->heap[c];
+		i = c;
+	}
+	it->heap[i] = x;
+}
+
+/* Decodes the cursor's next event into c->ev: 1, 0 when the run is over,
+ * -EIO when the bytes do not hold what the reader found. */
+static int advance(const struct reports_source *src, struct cursor *c)
+{
+	if (c->left == 0)
+		return 0;
+	for (;;) {
+		if (c->p >= c->end)
+			return -EIO;
+		int tag = *c->p++;
+		if (tag != CAPTURE_ALLOC && tag != CAPTURE_FREE) {
+			if (reports_record_skip(tag, &c->p, c->end) < 0)
+				return -EIO;
+			continue;
+		}
+		uint64_t dseq, zaddr, size = 0, stack = 0;
+		if (capture_get_u64(&c->p, c->end, &dseq) < 0 ||
+		    capture_get_u64(&c->p, c->end, &zaddr) < 0)
+			return -EIO;
+		if (tag == CAPTURE_ALLOC && (capture_get_u64(&c->p, c->end, &size) < 0 ||
+					     capture_get_u64(&c->p, c->end, &stack) < 0))
+			return -EIO;
+		c->prev_seq += dseq;
+		c->prev_addr += (uint64_t)capture_unzigzag(zaddr);
+		/* ev.thread is the run's; order counts on from the run's first */
+		c->left--;
+		c->ev.order++;
+		c->ev.seq = c->prev_seq;
+		c->ev.addr = c->prev_addr;
+		if (tag == CAPTURE_ALLOC) {
+			c->ev.kind = REPORTS_EVENT_ALLOC;
+			c->ev.size = size;
+			c->ev.stack = reports_source_stack(src, stack);
+		} else {
+			c->ev.kind = REPORTS_EVENT_FREE;
+			c->ev.size = 0;
+			c->ev.stack = REPORTS_NO_STACK;
+		}
+		return 1;
+	}
+}
+
+int reports_events_open(const struct reports_capture *cap, struct reports_events **out)
+{
+	struct reports_events *it = calloc(1, sizeof(*it));
+	*out = NULL;
+	if (!it)
+		return -ENOMEM;
+	it->cap = cap;
+	it->src = cap->source;
+	*out = it;
+	return 0;
+}
+
+void reports_events_close(struct reports_events *it)
+{
+	if (!it)
+		return;
+	free(it->cur);
+	free(it->free_slots);
+	free(it->heap);
+	free(it);
+}
+
+/* Starts reading run i and puts its cursor on the heap (unless empty). */
+static int open_run(struct reports_events *it, size_t i)
+{
+	const struct reports_source *src = it->src;
+	const struct reports_run *run = &src->runs[i];
+	uint32_t slot;
+	if (it->n_free > 0) {
+		slot = it->free_slots[--it->n_free];
+	} else {
+		struct cursor none = { 0 };
+		if (it->n_cur >= UINT32_MAX ||
+		    reports_vec_push(&it->cur, &it->n_cur, &it->cap_cur, &none, sizeof(none)) < 0)
+			return -ENOMEM;
+		slot = (uint32_t)it->n_cur - 1;
+	}
+	if (run->off > src->len || run->end > src->len || run->off > run->end)
+		return -EIO;
+	struct cursor *c = &it->cur[slot];
+	*c = (struct cursor){
+		.p = src->data + run->off,
+		.end = src->data + run->end,
+		.prev_seq = run->prev_seq,
+		.prev_addr = run->prev_addr,
+		.left = run->n_events,
+		.off = run->off,
+	};
+	c->ev.order = run->first_order - 1; /* advance() counts it up (wrapping) */
+	c->ev.thread = (uint16_t)run->tid;
+	int res = advance(src, c);
+	if (res < 0)
+		return res;
+	if (res == 0 || c->ev.seq != run->first_seq) {
+		if (res == 0 && run->n_events == 0) {
+			if (reports_vec_push(&it->free_slots, &it->n_free, &it->cap_free, &slot,
+					     sizeof(slot)) < 0)
+				return -ENOMEM;
+			return 0;
+		}
+		return -EIO;
+	}
+	if (reports_vec_push(&it->heap, &it->n_heap, &it->cap_heap, &slot, sizeof(slot)) < 0)
+		return -ENOMEM;
+	sift_up(it, it->n_heap - 1);
+	return 0;
+}
+
+/* Gives back the pages no open or later run still needs. */
+static void release_behind(struct reports_events *it)
+{
+	const struct reports_source *src = it->src;
+	uint64_t low = src->low[it->next_run];
+	for (size_t i = 0; i < it->n_heap; i++) {
+		const struct cursor *c = &it->cur[it->heap[i]];
+		if (c->off < low)
+			low = c->off;
+	}
+	if (low >= it->released + RELEASE_MIN) {
+		reports_source_release(src, it->released, low);
+		it->released = low;
+	}
+}
+
+int reports_events_next(struct reports_events *it, struct reports_event *ev)
+{
+	const struct reports_source *src = it->src;
+	if (!src)
+		return 0;
+	/* every run whose first event comes before the heap's next joins it */
+	while (it->next_run < src->n_runs) {
+		const struct reports_run *run = &src->runs[it->next_run];
+		if (it->n_heap > 0) {
+			const struct cursor *top = &it->cur[it->heap[0]];
+			if (top->ev.seq < run->first_seq ||
+			    (top->ev.seq == run->first_seq && top->ev.order < run->first_order))
+				break;
+		}
+		int res = open_run(it, it->next_run++);
+		if (res < 0)
+			return res;
+	}
+	if (it->n_heap == 0)
+		return 0;
+	uint32_t slot = it->heap[0];
+	struct cursor *c = &it->cur[slot];
+	*ev = c->ev;
+	c->off = (uint64_t)(c->p - src->data);
+	int res = advance(src, c);
+	if (res < 0)
+		return res;
+	if (res == 0) {
+		it->heap[0] = it->heap[--it->n_heap];
+		if (reports_vec_push(&it->free_slots, &it->n_free, &it->cap_free, &slot,
+				     sizeof(slot)) < 0)
+			return -ENOMEM;
+	} else if (c->ev.seq < ev->seq) {
+		return -EIO; /* the reader saw this run's seqs never decrease */
+	}
+	if (it->n_heap > 0)
+		sift_down(it, 0);
+	if ((++it->emitted & (RELEASE_EVERY - 1)) == 0)
+		release_behind(it);
+	return 1;
+}
