@@ -19,6 +19,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -588,6 +589,44 @@ static void list_children(const char *capture, time_t since)
 
 static int run_with(int argc, char **argv, struct run_options *op, FILE **json);
 
+/* The capture compressed on a thread of its own while the reports are
+ * made from the plain file (reports/compress.c), then put in its place. */
+struct packer {
+	pthread_t thread;
+	bool started;
+	const char *capture;
+	char tmp[PATH_MAX];
+	int res;
+};
+
+static void *pack_thread(void *arg)
+{
+	struct packer *p = arg;
+	struct reports_error err;
+	p->res = reports_capture_compress(p->capture, p->tmp, &err);
+	return NULL;
+}
+
+static void pack_start(struct packer *p, const char *capture)
+{
+	p->capture = capture;
+	p->started = false;
+	int n = snprintf(p->tmp, sizeof(p->tmp), "%s.%ld.tmp", capture, (long)getpid());
+	if (n < 0 || (size_t)n >= sizeof(p->tmp))
+		return;
+	unlink(p->tmp); /* a leftover of a memprof run killed with our pid */
+	p->started = pthread_create(&p->thread, NULL, pack_thread, p) == 0;
+}
+
+static void pack_finish(struct packer *p, bool keep)
+{
+	if (!p->started)
+		return;
+	pthread_join(p->thread, NULL);
+	if (p->res == 0 && (!keep || rename(p->tmp, p->capture) < 0))
+		unlink(p->tmp);
+}
+
 /* Reads the capture and writes the reports; the status is the program's. */
 static int report(const struct run_options *o, const char *capture, int capture_fd,
 		  FILE **json, struct reports_outcome *oc)
@@ -596,10 +635,14 @@ static int report(const struct run_options *o, const char *capture, int capture_
 	struct reports_error err;
 	char fd_path[64];
 	const char *source = cli_capture_source(capture, capture_fd, fd_path, sizeof(fd_path));
+	struct packer packer = { 0 };
+	if (source == capture)
+		pack_start(&packer, capture);
 	cli_progress_begin(); /* progress.c: cli_outputs_render ends it */
 	int loaded = reports_capture_load_file(source, &cap, &err);
 	cli_progress_clear();
 	if (loaded < 0) {
+		pack_finish(&packer, false);
 		struct stat st;
 		const char *full = cli_capture_fs_problem(capture);
 		if (full && oc->signal != SIGKILL)
@@ -632,6 +675,7 @@ static int report(const struct run_options *o, const char *capture, int capture_
 	cli_leaks_outputs(o->leaks, &outs);
 	int res = cli_outputs_render(cap, &outs);
 	reports_capture_destroy(cap);
+	pack_finish(&packer, true);
 	return res;
 }
 

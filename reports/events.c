@@ -14,6 +14,11 @@
  * given back as the pass goes (reports_source_release), so a pass over a
  * capture of any size stays within a few chunks' worth of memory.
  *
+ * A run in a zchunk (compressed records) is decompressed when it opens
+ * into a buffer of its cursor, freed when the run is over; a pass refuses
+ * to hold more than ZBUF_LIMIT bytes of them at once (only a hostile
+ * capture, with thousands of runs overlapping in seq, would).
+ *
  * The reader checked every record once; a pass decodes again defensively
  * and answers -EIO if the bytes are no longer what the reader saw (the
  * file was rewritten under it).
@@ -25,6 +30,7 @@
 #include <unistd.h>
 
 #include <memprof/capture.h>
+#include <zstd.h>
 
 #include "reports-private.h"
 #include "reports.h"
@@ -33,6 +39,8 @@
 #define RELEASE_EVERY (1u << 20)
 /* ...and only when at least this much can go. */
 #define RELEASE_MIN (16u << 20)
+/* Most decompressed bytes a pass holds at once. */
+#define ZBUF_LIMIT ((size_t)256 << 20)
 
 /* ---- the source ------------------------------------------------------- */
 
@@ -135,6 +143,8 @@ struct cursor {
 	uint64_t prev_seq, prev_addr;
 	uint64_t left; /* events of the run not yet decoded */
 	uint64_t off;  /* file offset of p, for giving pages back */
+	uint8_t *buf;  /* a zchunk's records, decompressed (or NULL) */
+	size_t buf_len;
 };
 
 struct reports_events {
@@ -149,6 +159,8 @@ struct reports_events {
 	size_t next_run;   /* the first run not opened yet */
 	uint64_t emitted;
 	uint64_t released; /* file offset below which pages went back */
+	size_t zheld;      /* bytes of the cursors' buffers */
+	ZSTD_DCtx *zctx;
 };
 
 static bool before(const struct cursor *a, const struct cursor *b)
@@ -245,10 +257,57 @@ void reports_events_close(struct reports_events *it)
 {
 	if (!it)
 		return;
+	for (size_t i = 0; i < it->n_cur; i++)
+		free(it->cur[i].buf);
+	ZSTD_freeDCtx(it->zctx);
 	free(it->cur);
 	free(it->free_slots);
 	free(it->heap);
 	free(it);
+}
+
+static void drop_buf(struct reports_events *it, struct cursor *c)
+{
+	if (!c->buf)
+		return;
+	it->zheld -= c->buf_len;
+	free(c->buf);
+	c->buf = NULL;
+	c->buf_len = 0;
+}
+
+/* Decompresses the zchunk of a run into the cursor's buffer. */
+static int unpack(struct reports_events *it, const struct reports_run *run, struct cursor *c)
+{
+	const struct reports_source *src = it->src;
+	uint64_t at = run->zchunk;
+	if (at > src->len || src->len - at < CAPTURE_CHUNK_HEADER_SIZE + 4)
+		return -EIO;
+	const uint8_t *h = src->data + at;
+	uint32_t plen = (uint32_t)h[4] | (uint32_t)h[5] << 8 | (uint32_t)h[6] << 16 |
+			(uint32_t)h[7] << 24;
+	const uint8_t *payload = h + CAPTURE_CHUNK_HEADER_SIZE;
+	if (plen < 4 || plen > src->len - at - CAPTURE_CHUNK_HEADER_SIZE)
+		return -EIO;
+	uint32_t raw = (uint32_t)payload[0] | (uint32_t)payload[1] << 8 |
+		       (uint32_t)payload[2] << 16 | (uint32_t)payload[3] << 24;
+	if (raw > CAPTURE_ZCHUNK_RAW_MAX)
+		return -EIO;
+	if (it->zheld + raw > ZBUF_LIMIT)
+		return -ENOMEM;
+	if (!it->zctx && !(it->zctx = ZSTD_createDCtx()))
+		return -ENOMEM;
+	c->buf = malloc(raw ? raw : 1);
+	if (!c->buf)
+		return -ENOMEM;
+	c->buf_len = raw;
+	it->zheld += raw;
+	size_t got = ZSTD_decompressDCtx(it->zctx, c->buf, raw, payload + 4, plen - 4);
+	if (ZSTD_isError(got) || got != raw) {
+		drop_buf(it, c);
+		return -EIO;
+	}
+	return 0;
 }
 
 /* Starts reading run i and puts its cursor on the heap (unless empty). */
@@ -266,24 +325,30 @@ static int open_run(struct reports_events *it, size_t i)
 			return -ENOMEM;
 		slot = (uint32_t)it->n_cur - 1;
 	}
-	if (run->off > src->len || run->end > src->len || run->off > run->end)
-		return -EIO;
 	struct cursor *c = &it->cur[slot];
 	*c = (struct cursor){
-		.p = src->data + run->off,
-		.end = src->data + run->end,
 		.prev_seq = run->prev_seq,
 		.prev_addr = run->prev_addr,
 		.left = run->n_events,
-		.off = run->off,
+		.off = reports_run_need(run),
 	};
+	int res = run->zchunk ? unpack(it, run, c) : 0;
+	if (res < 0)
+		return res;
+	const uint8_t *base = c->buf ? c->buf : src->data;
+	size_t len = c->buf ? c->buf_len : src->len;
+	if (run->off > len || run->end > len || run->off > run->end)
+		return -EIO;
+	c->p = base + run->off;
+	c->end = base + run->end;
 	c->ev.order = run->first_order - 1; /* advance() counts it up (wrapping) */
 	c->ev.thread = (uint16_t)run->tid;
-	int res = advance(src, c);
+	res = advance(src, c);
 	if (res < 0)
 		return res;
 	if (res == 0 || c->ev.seq != run->first_seq) {
 		if (res == 0 && run->n_events == 0) {
+			drop_buf(it, c);
 			if (reports_vec_push(&it->free_slots, &it->n_free, &it->cap_free, &slot,
 					     sizeof(slot)) < 0)
 				return -ENOMEM;
@@ -336,11 +401,13 @@ int reports_events_next(struct reports_events *it, struct reports_event *ev)
 	uint32_t slot = it->heap[0];
 	struct cursor *c = &it->cur[slot];
 	*ev = c->ev;
-	c->off = (uint64_t)(c->p - src->data);
+	if (!c->buf)
+		c->off = (uint64_t)(c->p - src->data);
 	int res = advance(src, c);
 	if (res < 0)
 		return res;
 	if (res == 0) {
+		drop_buf(it, c);
 		it->heap[0] = it->heap[--it->n_heap];
 		if (reports_vec_push(&it->free_slots, &it->n_free, &it->cap_free, &slot,
 				     sizeof(slot)) < 0)

@@ -35,6 +35,7 @@
 #include <unistd.h>
 
 #include <memprof/capture.h>
+#include <zstd.h>
 
 #include "reports-private.h"
 #include "reports.h"
@@ -82,6 +83,9 @@ struct reader {
 	bool run_open;      /* the chunk's current run can take one more event */
 	uint64_t run_last;  /* seq of the run's last event */
 	uint64_t chunk_end; /* file offset where the current chunk ends */
+	uint64_t zchunk;    /* file offset of the current zchunk, 0 for a chunk */
+	uint8_t *zbuf;      /* a zchunk's records, decompressed */
+	ZSTD_DCtx *zctx;
 
 	/* canonical nodes: open addressing over node indices + 1 */
 	uint32_t *canon_slots;
@@ -102,6 +106,7 @@ struct reader {
 	uint64_t prev_addr;
 	uint64_t order;
 	uint64_t record_off; /* file offset of the record being read */
+	uint64_t record_at;  /* its offset in the file, or in a zchunk's records */
 };
 
 static const char *const tag_names[CAPTURE_TAG_MAX + 1] = {
@@ -476,8 +481,9 @@ static int rec_event(struct reader *r, struct cursor *c, bool alloc)
 	struct reports_source *src = r->src;
 	if (!r->run_open || seq < r->run_last) {
 		struct reports_run run = {
-			.off = r->record_off,
+			.off = r->record_at,
 			.end = r->chunk_end,
+			.zchunk = r->zchunk,
 			.prev_seq = prev_seq,
 			.prev_addr = prev_addr,
 			.first_seq = seq,
@@ -869,7 +875,9 @@ static int read_chunk(struct reader *r, uint64_t off, const uint8_t *payload, si
 	r->run_open = false;
 	r->chunk_end = off + len;
 	while (c.p < c.end) {
-		r->record_off = off + (uint64_t)(c.p - payload);
+		/* in a zchunk, offsets are in its records; errors name the chunk */
+		r->record_at = off + (uint64_t)(c.p - payload);
+		r->record_off = r->zchunk ? r->zchunk : r->record_at;
 		c.tag = *c.p++;
 		if (c.tag < 1 || c.tag > CAPTURE_TAG_MAX)
 			return fail(r, r->record_off, "corrupt capture: unknown record tag %d",
@@ -878,6 +886,28 @@ static int read_chunk(struct reader *r, uint64_t off, const uint8_t *payload, si
 		if (res < 0)
 			return res;
 	}
+	return 0;
+}
+
+/* Decompresses the records of a zchunk (checksum checked) into r->zbuf. */
+static int unpack(struct reader *r, uint64_t off, const uint8_t *payload, size_t plen,
+		  size_t *raw_len)
+{
+	if (plen < 4)
+		return fail(r, off, "corrupt capture: compressed chunk of %zu bytes", plen);
+	uint32_t want = le32(payload);
+	if (want > CAPTURE_ZCHUNK_RAW_MAX)
+		return fail(r, off, "corrupt capture: compressed chunk of %u bytes of records "
+			    "(at most %u)", want, CAPTURE_ZCHUNK_RAW_MAX);
+	if (!r->zbuf && !(r->zbuf = malloc(CAPTURE_ZCHUNK_RAW_MAX)))
+		return nomem(r);
+	if (!r->zctx && !(r->zctx = ZSTD_createDCtx()))
+		return nomem(r);
+	size_t got = ZSTD_decompressDCtx(r->zctx, r->zbuf, want, payload + 4, plen - 4);
+	if (ZSTD_isError(got) || got != want)
+		return fail(r, off, "corrupt capture: compressed chunk does not decompress to "
+			    "its %u bytes of records", want);
+	*raw_len = got;
 	return 0;
 }
 
@@ -893,7 +923,7 @@ static int read_chunks(struct reader *r)
 		}
 		const uint8_t *h = r->data + off;
 		uint32_t magic = le32(h), plen = le32(h + 4), sum = le32(h + 12);
-		if (magic != CAPTURE_CHUNK_MAGIC)
+		if (magic != CAPTURE_CHUNK_MAGIC && magic != CAPTURE_ZCHUNK_MAGIC)
 			return fail(r, off, "corrupt capture: bad chunk magic 0x%08x", magic);
 		if (plen > CAPTURE_CHUNK_MAX)
 			return fail(r, off, "corrupt capture: chunk of %u bytes (at most %u)", plen,
@@ -910,7 +940,17 @@ static int read_chunks(struct reader *r)
 				    "corrupt capture: chunk checksum mismatch (stored 0x%08x, computed 0x%08x)",
 				    sum, want);
 		r->chunk_tid = le32(h + 8);
-		int res = read_chunk(r, off + CAPTURE_CHUNK_HEADER_SIZE, payload, plen);
+		int res;
+		if (magic == CAPTURE_ZCHUNK_MAGIC) {
+			size_t raw_len = 0;
+			if ((res = unpack(r, off, payload, plen, &raw_len)) < 0)
+				return res;
+			r->zchunk = off;
+			res = read_chunk(r, 0, r->zbuf, raw_len);
+			r->zchunk = 0;
+		} else {
+			res = read_chunk(r, off + CAPTURE_CHUNK_HEADER_SIZE, payload, plen);
+		}
 		if (res < 0)
 			return res;
 		cap->n_chunks++;
@@ -943,9 +983,10 @@ static int order_runs(struct reader *r)
 	if (!src->low)
 		return nomem(r);
 	src->low[src->n_runs] = src->len;
-	for (size_t i = src->n_runs; i-- > 0;)
-		src->low[i] = src->runs[i].off < src->low[i + 1] ? src->runs[i].off
-								 : src->low[i + 1];
+	for (size_t i = src->n_runs; i-- > 0;) {
+		uint64_t need = reports_run_need(&src->runs[i]);
+		src->low[i] = need < src->low[i + 1] ? need : src->low[i + 1];
+	}
 	return 0;
 }
 
@@ -986,9 +1027,9 @@ static int read_all(struct reader *r)
 	if (memcmp(r->data, CAPTURE_MAGIC, CAPTURE_MAGIC_LEN) != 0)
 		return fail(r, 0, "not a memprof capture (bad magic)");
 	uint32_t version = le32(r->data + 8), hsize = le32(r->data + 12);
-	if (version != CAPTURE_VERSION)
-		return fail(r, 8, "unsupported capture version %u (this memprof reads version %u)",
-			    version, CAPTURE_VERSION);
+	if (version < CAPTURE_VERSION_MIN || version > CAPTURE_VERSION)
+		return fail(r, 8, "unsupported capture version %u (this memprof reads versions "
+			    "%u to %u)", version, CAPTURE_VERSION_MIN, CAPTURE_VERSION);
 	if (hsize != CAPTURE_HEADER_SIZE)
 		return fail(r, 12, "corrupt capture: header size %u (expected %u)", hsize,
 			    CAPTURE_HEADER_SIZE);
@@ -1024,6 +1065,8 @@ static int load_source(struct reports_source *src, struct reports_capture **out,
 	int res = read_all(&r);
 	free(r.raw);
 	free(r.raw_dense);
+	free(r.zbuf);
+	ZSTD_freeDCtx(r.zctx);
 	free(r.canon_slots);
 	free(r.unloads);
 	reports_map_finish(&r.raw_by_id);

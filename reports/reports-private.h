@@ -67,6 +67,8 @@ struct reports_run {
 	uint64_t first_seq;
 	uint64_t first_order; /* order (place in the file) of its first event */
 	uint64_t n_events;
+	uint64_t zchunk;    /* file offset of its zchunk (off and end are then
+			       offsets in the zchunk's records), 0 in a chunk */
 	uint32_t tid;
 };
 
@@ -77,13 +79,21 @@ struct reports_source {
 	uint8_t *owned;      /* ...or this copy (freed) */
 	struct reports_run *runs; /* sorted by (first_seq, first_order) */
 	size_t n_runs;
-	uint64_t *low;       /* low[i]: the smallest off of runs[i..]; low[n_runs] = len */
+	uint64_t *low;       /* low[i]: the least file offset runs[i..] need
+				(reports_run_need); low[n_runs] = len */
 	/* stack ids of ALLOC records to canonical nodes: ids below n_dense in
 	 * dense[] (REPORTS_NO_STACK for none), others in sparse */
 	uint32_t *dense;
 	size_t n_dense;
 	struct reports_map sparse;
 };
+
+/* The file offset from which a run needs the file: its first record, or
+ * its zchunk. */
+static inline uint64_t reports_run_need(const struct reports_run *run)
+{
+	return run->zchunk ? run->zchunk : run->off;
+}
 
 /* The canonical node of a stack id of an ALLOC record. */
 uint32_t reports_source_stack(const struct reports_source *src, uint64_t id);

@@ -278,6 +278,12 @@ int reports_capture_load_file(const char *path, struct reports_capture **out,
 			      struct reports_error *err);
 void reports_capture_destroy(struct reports_capture *cap);
 
+/* Writes the capture at src to a new file dst (which must not exist) with
+ * its chunks compressed (compress.c).  0, -EINVAL when src is not a
+ * capture that can be rewritten (err says why; dst is not left), or
+ * -errno. */
+int reports_capture_compress(const char *src, const char *dst, struct reports_error *err);
+
 /* ---- the allocation events, streamed ----------------------------------
  * Each pass over the events re-reads them from the capture (a mapped file,
  * or the reader's copy of a buffer), merging the threads' chunks in

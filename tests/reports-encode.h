@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include <memprof/capture.h>
+#include <zstd.h>
 
 struct enc {
 	uint8_t *buf;
@@ -81,6 +82,25 @@ static inline void enc_chunk_end(struct enc *e)
 	size_t payload = e->chunk_start + CAPTURE_CHUNK_HEADER_SIZE;
 	enc_put_u32_at(e, e->chunk_start + 4, (uint32_t)(e->len - payload));
 	enc_put_u32_at(e, e->chunk_start + 12, capture_checksum(e->buf + payload, e->len - payload));
+}
+
+/* Ends the chunk as a zchunk: its records compressed with zstd. */
+static inline void enc_zchunk_end(struct enc *e)
+{
+	size_t payload = e->chunk_start + CAPTURE_CHUNK_HEADER_SIZE;
+	size_t raw_len = e->len - payload;
+	uint8_t *raw = malloc(raw_len ? raw_len : 1);
+	size_t bound = ZSTD_compressBound(raw_len);
+	uint8_t *z = malloc(bound);
+	memcpy(raw, e->buf + payload, raw_len);
+	size_t zlen = ZSTD_compress(z, bound, raw, raw_len, 1);
+	e->len = payload;
+	enc_u32(e, (uint32_t)raw_len);
+	enc_bytes(e, z, zlen);
+	enc_put_u32_at(e, e->chunk_start, CAPTURE_ZCHUNK_MAGIC);
+	enc_chunk_end(e);
+	free(raw);
+	free(z);
 }
 
 static inline void enc_u(struct enc *e, uint64_t v)

@@ -713,3 +713,62 @@ Test(reports_reader, pass_over_a_file_changed_under_it_fails_cleanly)
 	free(junk);
 	enc_finish(&e);
 }
+
+/* Version 2: chunks whose records are compressed read as plain ones, and
+ * merge with them by seq. */
+Test(reports_reader, compressed_chunks_read_like_plain_ones)
+{
+	struct enc e;
+	enc_init(&e);
+	enc_chunk_begin(&e, 1);
+	enc_stack(&e, 1, 0, 0x1100);
+	for (uint64_t s = 1; s <= 4000; s += 2)
+		enc_alloc(&e, s, 0x10000 + 16 * s, 24, 1);
+	enc_zchunk_end(&e);
+	enc_chunk_begin(&e, 2);
+	for (uint64_t s = 2; s <= 4000; s += 2)
+		enc_free(&e, s, 0x10000 + 16 * (s - 1));
+	enc_chunk_end(&e);
+	enc_chunk_begin(&e, 1);
+	enc_end(&e, 1000, 4001, CAPTURE_END_EXIT, 0, 0);
+	enc_zchunk_end(&e);
+	struct reports_capture *cap = load_ok(&e);
+	cr_assert(cap->has_end);
+	cr_assert_eq(cap->n_events, 4000);
+	for (size_t i = 0; i < 4000; i++) {
+		cr_assert_eq(events[i].seq, i + 1);
+		cr_assert_eq(events[i].kind, i % 2 ? REPORTS_EVENT_FREE : REPORTS_EVENT_ALLOC);
+		cr_assert_eq(events[i].addr, 0x10000 + 16 * (i + 1 - i % 2));
+	}
+	uint64_t ip;
+	cr_assert_eq(reports_stack_ips(cap, events[0].stack, &ip, 1), 1);
+	cr_assert_eq(ip, 0x1100);
+	reports_capture_destroy(cap);
+	enc_finish(&e);
+}
+
+Test(reports_reader, damaged_compressed_chunk_is_an_error_at_its_offset)
+{
+	struct enc e;
+	enc_init(&e);
+	enc_chunk_begin(&e, 1);
+	for (uint64_t s = 1; s <= 100; s++)
+		enc_alloc(&e, s, 0x1000 * s, 8, 0);
+	enc_zchunk_end(&e);
+	size_t at = CAPTURE_HEADER_SIZE;
+	/* a wrong length of records, with a checksum that matches */
+	enc_put_u32_at(&e, at + CAPTURE_CHUNK_HEADER_SIZE, 99);
+	enc_put_u32_at(&e, at + 12, capture_checksum(e.buf + at + CAPTURE_CHUNK_HEADER_SIZE,
+						     e.len - at - CAPTURE_CHUNK_HEADER_SIZE));
+	struct reports_error err;
+	cr_assert_eq(load_err(&e, &err), -EINVAL);
+	cr_assert(strstr(err.message, "does not decompress"), "%s", err.message);
+	cr_assert_eq(err.offset, at);
+	/* more records than a compressed chunk may hold */
+	enc_put_u32_at(&e, at + CAPTURE_CHUNK_HEADER_SIZE, CAPTURE_ZCHUNK_RAW_MAX + 1);
+	enc_put_u32_at(&e, at + 12, capture_checksum(e.buf + at + CAPTURE_CHUNK_HEADER_SIZE,
+						     e.len - at - CAPTURE_CHUNK_HEADER_SIZE));
+	cr_assert_eq(load_err(&e, &err), -EINVAL);
+	cr_assert(strstr(err.message, "at most"), "%s", err.message);
+	enc_finish(&e);
+}

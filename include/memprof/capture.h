@@ -1,5 +1,5 @@
 /*
- * capture.h: the memprof capture file format, version 1.
+ * capture.h: the memprof capture file format, version 2.
  *
  * This header is the only contract between tracer/ (which writes captures
  * inside the traced program) and reports/ (which reads them afterwards).
@@ -7,10 +7,19 @@
  *
  * Layout
  * ------
- *   file   := header chunk*
+ *   file   := header (chunk | zchunk)*
  *   header := "MEMPROF\0" u32le(version) u32le(header_size=16)
  *   chunk  := u32le(CAPTURE_CHUNK_MAGIC) u32le(payload_len) u32le(tid)
  *             u32le(checksum) payload[payload_len]
+ *   zchunk := u32le(CAPTURE_ZCHUNK_MAGIC) u32le(payload_len) u32le(tid)
+ *             u32le(checksum) payload[payload_len]
+ *             where payload := u32le(raw_len) zstd_frame[payload_len - 4]
+ *
+ * A zchunk (version 2) is a chunk whose records were compressed with zstd:
+ * the frame decompresses to exactly raw_len bytes (at most
+ * CAPTURE_ZCHUNK_RAW_MAX) that are read as a chunk's payload.  Its checksum
+ * covers the compressed payload.  A reader of version 2 reads version 1
+ * files too (they have no zchunk).
  *
  * Every thread fills its own buffer and appends it to the file as one chunk
  * with a single write(2) on an O_APPEND descriptor, so chunks never
@@ -138,11 +147,14 @@
 
 #define CAPTURE_MAGIC "MEMPROF\0"
 #define CAPTURE_MAGIC_LEN 8
-#define CAPTURE_VERSION 1u
+#define CAPTURE_VERSION 2u
+#define CAPTURE_VERSION_MIN 1u /* the oldest version readers still read */
 #define CAPTURE_HEADER_SIZE 16u
 #define CAPTURE_CHUNK_MAGIC 0x4b43504du /* "MPCK" little-endian */
 #define CAPTURE_CHUNK_HEADER_SIZE 16u
 #define CAPTURE_CHUNK_MAX (16u * 1024u * 1024u)
+#define CAPTURE_ZCHUNK_MAGIC 0x5a43504du /* "MPCZ" little-endian */
+#define CAPTURE_ZCHUNK_RAW_MAX (1024u * 1024u)
 #define CAPTURE_STRING_MAX 65536u
 
 enum capture_tag {

@@ -71,6 +71,35 @@ class Captures(MemprofTestCase):
         self.assertEqual(report["totals"]["allocations"], 0)
         self.assertTrue(report["capture"]["incomplete"])
 
+    def test_run_leaves_the_capture_compressed_and_it_reports_the_same(self):
+        # the fixture's capture is small: a program with more events
+        capture = self.path("big.mpc")
+        out = self.path("run.json")
+        p = memprof("run", "-q", "-o", capture, "--json", out, "--",
+                    fixture("fixture-threads"), cwd=self.tmp)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        with open(capture, "rb") as f:
+            data = f.read()
+        self.assertEqual(struct.unpack_from("<I", data, 8)[0], 2, "version 2")
+        magics, raw, off = [], HEADER, HEADER
+        while off + CHUNK_HEADER <= len(data):
+            magic, length = struct.unpack_from("<II", data, off)
+            magics.append(magic)
+            zipped = magic == 0x5A43504D  # "MPCZ"
+            raw += CHUNK_HEADER + (struct.unpack_from("<I", data, off + CHUNK_HEADER)[0]
+                                   if zipped else length)
+            off += CHUNK_HEADER + length
+        self.assertEqual(off, len(data), "whole chunks only")
+        self.assertIn(0x5A43504D, magics, "some chunks are compressed")
+        self.assertLess(len(data) * 2, raw, "to less than half")
+        self.assertFalse([f for f in os.listdir(self.tmp) if f.endswith(".tmp")],
+                         "no temporary file left")
+        with open(out) as f:
+            during = json.load(f)
+        after = self.report_json(capture)
+        for key in ("totals", "sites", "leaks"):
+            self.assertEqual(during.get(key), after.get(key), key)
+
     def assert_refused(self, path, *words):
         p = memprof("report", path)
         self.assertEqual(p.returncode, 2, p.stdout + p.stderr)

@@ -1,0 +1,192 @@
+/*
+ * compress.c: rewrites a capture with its chunks compressed (zchunks,
+ * capture.h version 2).  Entry point: reports_capture_compress().
+ *
+ * The tracer writes plain chunks: compressing inside the traced program
+ * would cost its threads time.  memprof run compresses the capture after
+ * the program ended, on a thread of its own while it reads and analyses
+ * the plain file, and puts the compressed file in its place.  Records are
+ * not changed: each chunk's payload becomes one zstd frame (level 3: on
+ * captures, about as fast as level 1 and a third smaller), kept plain when
+ * compression would not make it smaller.  A zchunk is copied as it is; so
+ * is a torn last chunk (the reader still reports the capture cut short).
+ * A bad magic or checksum stops the rewrite: the capture is left as it is.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zstd.h>
+
+#include <memprof/capture.h>
+
+#include "reports.h"
+
+#define LEVEL 3
+#define OUT_BUFFER (4u << 20)
+
+struct out {
+	int fd;
+	uint8_t *buf;
+	size_t len;
+	int error; /* the first errno, or 0 */
+};
+
+static void out_flush(struct out *o)
+{
+	size_t done = 0;
+	while (done < o->len && !o->error) {
+		ssize_t w = write(o->fd, o->buf + done, o->len - done);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			o->error = w < 0 ? errno : EIO;
+		else
+			done += (size_t)w;
+	}
+	o->len = 0;
+}
+
+/* Room for n more bytes at the end of the buffer (n <= OUT_BUFFER). */
+static uint8_t *out_room(struct out *o, size_t n)
+{
+	if (o->len + n > OUT_BUFFER)
+		out_flush(o);
+	return o->buf + o->len;
+}
+
+static void out_bytes(struct out *o, const void *p, size_t n)
+{
+	while (n > 0) {
+		size_t k = n < OUT_BUFFER ? n : OUT_BUFFER;
+		memcpy(out_room(o, k), p, k);
+		o->len += k;
+		p = (const uint8_t *)p + k;
+		n -= k;
+	}
+}
+
+static uint32_t le32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+	       (uint32_t)p[3] << 24;
+}
+
+static void put_le32(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t)v;
+	p[1] = (uint8_t)(v >> 8);
+	p[2] = (uint8_t)(v >> 16);
+	p[3] = (uint8_t)(v >> 24);
+}
+
+static int fail(struct reports_error *err, uint64_t off, const char *what)
+{
+	if (err) {
+		err->offset = off;
+		snprintf(err->message, sizeof(err->message), "%s at byte offset %llu", what,
+			 (unsigned long long)off);
+	}
+	return -EINVAL;
+}
+
+/* Writes the chunks of data[0, len) to o, compressed. */
+static int rewrite(const uint8_t *data, size_t len, struct out *o, ZSTD_CCtx *z,
+		   struct reports_error *err)
+{
+	if (len < CAPTURE_HEADER_SIZE || memcmp(data, CAPTURE_MAGIC, CAPTURE_MAGIC_LEN) != 0)
+		return fail(err, 0, "not a memprof capture");
+	uint32_t version = le32(data + 8);
+	if (version < CAPTURE_VERSION_MIN || version > CAPTURE_VERSION)
+		return fail(err, 8, "unsupported capture version");
+	uint8_t header[CAPTURE_HEADER_SIZE];
+	memcpy(header, data, sizeof(header));
+	put_le32(header + 8, CAPTURE_VERSION);
+	out_bytes(o, header, sizeof(header));
+	size_t bound = ZSTD_compressBound(CAPTURE_ZCHUNK_RAW_MAX);
+	size_t off = CAPTURE_HEADER_SIZE;
+	while (off < len && !o->error) {
+		const uint8_t *h = data + off;
+		if (len - off < CAPTURE_CHUNK_HEADER_SIZE ||
+		    le32(h + 4) > len - off - CAPTURE_CHUNK_HEADER_SIZE) {
+			out_bytes(o, h, len - off); /* torn: kept as it is */
+			break;
+		}
+		uint32_t magic = le32(h), plen = le32(h + 4);
+		const uint8_t *payload = h + CAPTURE_CHUNK_HEADER_SIZE;
+		if ((magic != CAPTURE_CHUNK_MAGIC && magic != CAPTURE_ZCHUNK_MAGIC) ||
+		    plen > CAPTURE_CHUNK_MAX)
+			return fail(err, off, "bad chunk");
+		if (capture_checksum(payload, plen) != le32(h + 12))
+			return fail(err, off, "chunk checksum mismatch");
+		size_t whole = CAPTURE_CHUNK_HEADER_SIZE + (size_t)plen;
+		bool packed = false;
+		if (magic == CAPTURE_CHUNK_MAGIC && plen > 0 && plen <= CAPTURE_ZCHUNK_RAW_MAX) {
+			uint8_t *dst = out_room(o, CAPTURE_CHUNK_HEADER_SIZE + 4 + bound);
+			size_t n = ZSTD_compressCCtx(z, dst + CAPTURE_CHUNK_HEADER_SIZE + 4, bound,
+						     payload, plen, LEVEL);
+			if (!ZSTD_isError(n) && n + 4 < plen) {
+				uint8_t *zp = dst + CAPTURE_CHUNK_HEADER_SIZE;
+				put_le32(zp, plen);
+				put_le32(dst, CAPTURE_ZCHUNK_MAGIC);
+				put_le32(dst + 4, (uint32_t)n + 4);
+				put_le32(dst + 8, le32(h + 8));
+				put_le32(dst + 12, capture_checksum(zp, n + 4));
+				o->len += CAPTURE_CHUNK_HEADER_SIZE + 4 + n;
+				packed = true;
+			}
+		}
+		if (!packed)
+			out_bytes(o, h, whole);
+		off += whole;
+	}
+	out_flush(o);
+	return 0;
+}
+
+int reports_capture_compress(const char *src, const char *dst, struct reports_error *err)
+{
+	if (err)
+		memset(err, 0, sizeof(*err));
+	int in = open(src, O_RDONLY | O_CLOEXEC);
+	if (in < 0)
+		return -errno;
+	struct stat st;
+	if (fstat(in, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size == 0) {
+		close(in);
+		return -EINVAL;
+	}
+	size_t len = (size_t)st.st_size;
+	uint8_t *data = mmap(NULL, len, PROT_READ, MAP_PRIVATE, in, 0);
+	close(in);
+	if (data == MAP_FAILED)
+		return -errno;
+	madvise(data, len, MADV_SEQUENTIAL);
+	struct out o = { .fd = -1 };
+	ZSTD_CCtx *z = ZSTD_createCCtx();
+	o.buf = malloc(OUT_BUFFER);
+	int res = -ENOMEM;
+	if (!z || !o.buf)
+		goto out;
+	o.fd = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (o.fd < 0) {
+		res = -errno;
+		goto out;
+	}
+	res = rewrite(data, len, &o, z, err);
+	if (res == 0 && o.error)
+		res = -o.error;
+	if (close(o.fd) < 0 && res == 0)
+		res = -errno;
+	if (res < 0)
+		unlink(dst);
+out:
+	ZSTD_freeCCtx(z);
+	free(o.buf);
+	munmap(data, len);
+	return res;
+}
