@@ -674,8 +674,11 @@ static int report(const struct run_options *o, const char *capture, int capture_
 	};
 	cli_leaks_outputs(o->leaks, &outs);
 	int res = cli_outputs_render(cap, &outs);
+	/* a capture that stopped early stays as the tracer left it: the
+	 * warning above names its byte offsets */
+	bool keep = !cap->incomplete;
 	reports_capture_destroy(cap);
-	pack_finish(&packer, true);
+	pack_finish(&packer, keep);
 	return res;
 }
 
