@@ -28,6 +28,9 @@
 
 #define LEVEL 3
 #define OUT_BUFFER (4u << 20)
+/* Pages of the plain capture behind the rewrite go back this often, so
+ * that it does not hold the whole file in memory. */
+#define RELEASE_STEP (64u << 20)
 
 struct out {
 	int fd;
@@ -108,8 +111,14 @@ static int rewrite(const uint8_t *data, size_t len, struct out *o, ZSTD_CCtx *z,
 	put_le32(header + 8, CAPTURE_VERSION);
 	out_bytes(o, header, sizeof(header));
 	size_t bound = ZSTD_compressBound(CAPTURE_ZCHUNK_RAW_MAX);
-	size_t off = CAPTURE_HEADER_SIZE;
+	size_t off = CAPTURE_HEADER_SIZE, released = 0;
+	long page = sysconf(_SC_PAGESIZE);
 	while (off < len && !o->error) {
+		if (off - released >= RELEASE_STEP && page > 0) {
+			size_t to = off / (size_t)page * (size_t)page;
+			madvise((uint8_t *)data + released, to - released, MADV_DONTNEED);
+			released = to;
+		}
 		const uint8_t *h = data + off;
 		if (len - off < CAPTURE_CHUNK_HEADER_SIZE ||
 		    le32(h + 4) > len - off - CAPTURE_CHUNK_HEADER_SIZE) {
