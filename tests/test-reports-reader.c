@@ -77,6 +77,16 @@ static struct reports_capture *load_ok(const struct enc *e)
 	return cap;
 }
 
+/* Writes the capture to a new file named after the template path; returns
+ * its descriptor, still open. */
+static int temp_capture(const struct enc *e, char *path)
+{
+	int fd = mkstemp(path);
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(write(fd, e->buf, e->len), (ssize_t)e->len);
+	return fd;
+}
+
 static int load_err(const struct enc *e, struct reports_error *err)
 {
 	struct reports_capture *cap = (void *)1;
@@ -533,9 +543,7 @@ Test(reports_reader, loads_files_and_reports_missing_ones)
 	struct enc e;
 	build_two_threads(&e);
 	char path[] = "/tmp/memprof-test-reader-XXXXXX";
-	int fd = mkstemp(path);
-	cr_assert_geq(fd, 0);
-	cr_assert_eq(write(fd, e.buf, e.len), (ssize_t)e.len);
+	int fd = temp_capture(&e, path);
 	close(fd);
 	struct reports_capture *cap = NULL;
 	struct reports_error err;
@@ -689,9 +697,7 @@ Test(reports_reader, pass_over_a_file_changed_under_it_fails_cleanly)
 	struct enc e;
 	build_two_threads(&e);
 	char path[] = "/tmp/memprof-test-reader-XXXXXX";
-	int fd = mkstemp(path);
-	cr_assert_geq(fd, 0);
-	cr_assert_eq(write(fd, e.buf, e.len), (ssize_t)e.len);
+	int fd = temp_capture(&e, path);
 	struct reports_capture *cap = NULL;
 	struct reports_error err;
 	cr_assert_eq(reports_capture_load_file(path, &cap, &err), 0, "%s", err.message);
