@@ -20,6 +20,7 @@
  * Memory stays proportional to the live blocks and the sites, not to the
  * events.
  */
+#define _GNU_SOURCE /* qsort_r */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,10 +41,16 @@ struct block {
 	uint16_t thread;
 };
 
-/* A site's state during the pass (beside an->sites[]). */
+/* A site's counters during the pass, in one place (a program with deep
+ * recursion has millions of sites: one cache line per site touched);
+ * copied into an->sites[] at the end. */
 struct site_live {
+	uint64_t allocations;
+	uint64_t bytes;
 	uint64_t live;  /* bytes live now */
 	uint64_t stamp; /* index of the event that last changed live */
+	uint64_t peak;  /* live bytes at the latest peak, once known */
+	uint64_t temporary;
 };
 
 /* The live blocks of a replay: a map from address to the slot of its
@@ -169,7 +176,7 @@ static void site_change(struct builder *bd, uint32_t site, int64_t delta, uint64
 {
 	struct site_live *l = &bd->live[site];
 	if (bd->peaked && l->stamp <= bd->peak_index)
-		bd->an->sites[site].peak_bytes = l->live;
+		l->peak = l->live;
 	l->live += (uint64_t)delta;
 	l->stamp = index;
 }
@@ -201,7 +208,7 @@ static int replay_all(struct builder *bd, struct replay *rp)
 		if (ev.kind == REPORTS_EVENT_ALLOC) {
 			if ((res = site_of(bd, ev.stack, &site)) < 0)
 				break;
-			struct reports_site *s = &an->sites[site];
+			struct site_live *s = &bd->live[site];
 			s->allocations++;
 			s->bytes += ev.size;
 			t->allocations++;
@@ -221,7 +228,7 @@ static int replay_all(struct builder *bd, struct replay *rp)
 				/* temporary: its thread has not allocated since */
 				if (bd->pending[freed.thread] == freed.index + 1) {
 					bd->pending[freed.thread] = 0;
-					an->sites[freed.site].temporary++;
+					bd->live[freed.site].temporary++;
 					t->temporary++;
 				}
 			}
@@ -237,8 +244,15 @@ static int replay_all(struct builder *bd, struct replay *rp)
 	reports_events_close(it);
 	if (res < 0)
 		return res;
-	for (size_t s = 0; s < an->n_sites; s++)
+	for (size_t s = 0; s < an->n_sites; s++) {
 		site_change(bd, (uint32_t)s, 0, UINT64_MAX);
+		const struct site_live *l = &bd->live[s];
+		struct reports_site *site = &an->sites[s];
+		site->allocations = l->allocations;
+		site->bytes = l->bytes;
+		site->peak_bytes = bd->peaked ? l->peak : 0;
+		site->temporary = l->temporary;
+	}
 	return 0;
 }
 
@@ -548,22 +562,21 @@ static int cmp_sites(const struct reports_site *x, const struct reports_site *y,
 	return x->stack < y->stack ? -1 : x->stack > y->stack;
 }
 
+static int cmp_order(const void *a, const void *b, void *arg)
+{
+	const struct sort_ctx *x = arg;
+	return cmp_sites(&x->sites[*(const size_t *)a], &x->sites[*(const size_t *)b], x->how);
+}
+
 void reports_sites_sort(const struct reports_analysis *an, enum reports_site_order how,
 			size_t *order)
 {
-	/* insertion into place with a binary search: no qsort context needed */
-	for (size_t i = 0; i < an->n_sites; i++) {
-		size_t lo = 0, hi = i;
-		while (lo < hi) {
-			size_t mid = lo + (hi - lo) / 2;
-			if (cmp_sites(&an->sites[order[mid]], &an->sites[i], how) <= 0)
-				lo = mid + 1;
-			else
-				hi = mid;
-		}
-		memmove(&order[lo + 1], &order[lo], (i - lo) * sizeof(*order));
-		order[lo] = i;
-	}
+	/* a total order (sites have distinct stacks): any sort gives the same */
+	struct sort_ctx x = { an->sites, how };
+	for (size_t i = 0; i < an->n_sites; i++)
+		order[i] = i;
+	if (an->n_sites > 1)
+		qsort_r(order, an->n_sites, sizeof(*order), cmp_order, &x);
 }
 
 static int cmp_site_peak(const void *a, const void *b)

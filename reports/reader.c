@@ -296,9 +296,8 @@ static uint64_t canon_hash(uint32_t parent, uint64_t ip)
 	return reports_hash64(ip ^ reports_hash64((uint64_t)parent + 1));
 }
 
-static int canon_grow(struct reader *r)
+static int canon_resize(struct reader *r, size_t nslots)
 {
-	size_t nslots = r->canon_slots ? (r->canon_mask + 1) * 2 : 256;
 	uint32_t *slots = calloc(nslots, sizeof(*slots));
 	if (!slots)
 		return -ENOMEM;
@@ -320,7 +319,7 @@ static int canon_intern(struct reader *r, uint32_t parent, uint64_t ip, uint32_t
 {
 	struct reports_capture *cap = r->cap;
 	if (!r->canon_slots || (cap->n_nodes + 1) * 2 > r->canon_mask + 1) {
-		if (canon_grow(r) < 0)
+		if (canon_resize(r, r->canon_slots ? (r->canon_mask + 1) * 2 : 256) < 0)
 			return nomem(r);
 	}
 	size_t h = canon_hash(parent, ip) & r->canon_mask;
@@ -395,6 +394,12 @@ static int resolve_stacks(struct reader *r)
 {
 	struct reports_capture *cap = r->cap;
 	uint32_t path[REPORTS_STACK_DEPTH_MAX];
+	/* room for every node at once: no rehashing as the table fills */
+	size_t want = 256;
+	while (want < 2 * (r->n_raw + 1))
+		want *= 2;
+	if (!r->canon_slots && canon_resize(r, want) < 0)
+		return nomem(r);
 	for (size_t i = 0; i < r->n_raw; i++) {
 		int res = resolve_raw(r, (uint32_t)i, path);
 		if (res < 0)
