@@ -16,13 +16,16 @@
  * except one kept in reserve against map/unmap thrashing.  Everything here
  * runs under one mutex: it is the rare path (once per 16 KiB pool).
  *
- * Entry points: pool_arena_carve(), pool_arena_release(), pool_arena_of().
+ * Entry points: pool_arena_carve(), pool_arena_release(), pool_arena_of(),
+ * and pool_walk() for the leak scan (pool-walk.h).
  */
 #include <errno.h>
+#include <stddef.h>
 #include <string.h>
 #include <sys/mman.h>
 
 #include "pool-private.h"
+#include "pool-walk.h"
 
 /* ---- OS layer ------------------------------------------------------------ */
 
@@ -303,4 +306,53 @@ void pool_arena_own_ranges(void (*fn)(uintptr_t lo, uintptr_t hi, void *arg), vo
 	uintptr_t root = (uintptr_t)radix_root;
 	fn(root, root + sizeof(radix_root), arg);
 	pthread_mutex_unlock(&arena_lock);
+}
+
+/* ---- the leak scan's walk (pool-walk.h) ---------------------------------- */
+
+_Static_assert(POOL_WALK_SIZE == POOL_W_SIZE && POOL_WALK_LIVE == POOL_W_LIVE &&
+		       POOL_WALK_OWNER == POOL_W_OWNER,
+	       "pool-walk.h mirrors the metadata word");
+_Static_assert(sizeof(struct pool_walk_info) == sizeof(struct pool_info) &&
+		       offsetof(struct pool_walk_info, seq) == offsetof(struct pool_info, seq) &&
+		       offsetof(struct pool_walk_info, stack_id) ==
+			       offsetof(struct pool_info, stack_id),
+	       "pool-walk.h mirrors struct pool_info");
+
+/* The arena map's keys grow with the address: walking it in key order
+ * gives the arenas in address order without sorting them. */
+void pool_walk(void (*pool_fn)(const struct pool_walk_pool *p, void *arg),
+	       void (*large_fn)(const struct pool_block *blk, void *arg), void *arg)
+{
+	if (!pool_fn)
+		goto large;
+	pthread_mutex_lock(&arena_lock);
+	for (size_t r = 0; r < (1u << ROOT_BITS); r++) {
+		struct pool_arena **leaf = radix_root[r];
+		for (size_t k = 0; leaf && k < (1u << LEAF_BITS); k++) {
+			struct pool_arena *ar = leaf[k];
+			if (!ar)
+				continue;
+			for (unsigned s = 1; s < ar->next_slot && s < POOL_SLOTS; s++) {
+				struct pool_hdr *p = &ar->pools[s];
+				uint8_t st = __atomic_load_n(&p->state, __ATOMIC_ACQUIRE);
+				if (st == POOL_STATE_UNCARVED || st == POOL_STATE_EMPTY ||
+				    p->cls >= POOL_NUM_CLASSES)
+					continue;
+				struct pool_walk_pool wp = {
+					.key = p,
+					.base = p->base,
+					.block_size = (uint32_t)pool_class_size(p->cls),
+					.nblocks = __atomic_load_n(&p->bump, __ATOMIC_RELAXED),
+					.words = pool_word_of(ar, s, 0),
+					.info = (const struct pool_walk_info *)pool_info_of(ar, s, 0),
+				};
+				pool_fn(&wp, arg);
+			}
+		}
+	}
+	pthread_mutex_unlock(&arena_lock);
+large:
+	if (large_fn)
+		pool_large_foreach(large_fn, arg);
 }

@@ -9,15 +9,19 @@
  *                       in (atomic counter + futex) and sleeps on a futex
  *                       until the scan is done.  /proc/self/task is listed
  *                       again until no new thread shows up.
- *   2. block table      pool_foreach_live() gives the live blocks; their
- *                       starts, sorted by address, get dense numbers 0..n-1
+ *   2. block table      pool_walk() (heap/pool-walk.h) gives the pools in
+ *                       address order with their metadata arrays, then the
+ *                       large blocks (sorted here and merged in): the live
+ *                       blocks get dense numbers 0..n-1 in address order
  *                       (memcheck walks its chunks in address order, which
- *                       decides the leader of a leaked cycle).  A small
- *                       block's number is its pool's base plus its index in
- *                       the pool (pool_lookup_where), from a small table of
- *                       pools; a hash maps the other block starts (large
- *                       blocks, pools with free slots between live blocks)
- *                       to their numbers.
+ *                       decides the leader of a leaked cycle), with their
+ *                       requested sizes beside them.  The scan keeps its
+ *                       own table of the pools (arena by address >> 20,
+ *                       then the pool's slot): a word in a pool whose live
+ *                       blocks are consecutive gets its block's number by
+ *                       arithmetic, without asking the allocator; a hash
+ *                       maps the other block starts (large blocks, pools
+ *                       with free slots between live blocks) to numbers.
  *   3. roots            every rw mapping of /proc/self/maps, minus the
  *                       allocator's, the tracer's and the scan's memory,
  *                       minus live blocks, glibc's free malloc memory
@@ -42,6 +46,11 @@
  * (ST_PENDING), so the stack never holds more than n entries; a block's
  * level only rises.  Nothing here calls malloc or stdio; all memory comes
  * from mmap and is excluded from the roots.
+ *
+ * Timing: with MEMPROF_SCAN_TIMING set (to anything) in the environment,
+ * scan_run() writes one line to stderr after the threads resumed, the
+ * milliseconds of each step ("memprof scan: stop 1 blocks 200 ... total
+ * 2500"), for measuring the scan alone; nothing else reads it.
  */
 #define _GNU_SOURCE
 
@@ -52,6 +61,7 @@
 #include <limits.h>
 #include <linux/futex.h>
 #include <setjmp.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
@@ -60,6 +70,7 @@
 #include <unistd.h>
 
 #include "pool.h"
+#include "pool-walk.h"
 
 #define WORD sizeof(uintptr_t)
 #define PAGE 4096u
@@ -650,6 +661,30 @@ enum { ST_UNREACHED = 0, ST_INDIRECT = 1, ST_POSSIBLE = 2, ST_REACHABLE = 3 };
 #define ST_PENDING 4u
 #define ST_HEUR_SHIFT 3
 
+/* A carved pool of the block table: the numbers of its live blocks and
+ * what finding them from an address needs (16 bytes, so that the table of
+ * a 2 GiB heap's pools stays small in the cache).  dense: the live blocks
+ * are the indices first_idx .. first_idx + count - 1 of the pool, numbered
+ * first_i onwards; otherwise a free slot lies between two live blocks and
+ * the hash gives their numbers.  block_size 0: no live block there (the
+ * arena's header slot, a pool never carved or emptied). */
+struct scan_pool {
+	uint32_t first_i;
+	uint16_t first_idx;
+	uint16_t count;
+	uint32_t block_size;
+	uint32_t dense;
+};
+
+/* Its owner records, for the report only (apart from the hot table). */
+struct scan_pool_meta {
+	const uint32_t *words;
+	const struct pool_walk_info *info;
+};
+
+#define ARENA_SLOTS (POOL_ARENA_SIZE / POOL_POOL_SIZE)
+#define SIZE_BIG UINT32_MAX /* a size that does not fit: ask the pool */
+
 struct ctx {
 	const struct scan_options *opts;
 	const struct scan_sink *sink;
@@ -657,18 +692,22 @@ struct ctx {
 	/* blocks, in address order */
 	size_t n;
 	uintptr_t *start;
-	uint32_t *hash;
+	uint32_t *size;    /* requested sizes; SIZE_BIG: see block_size() */
+	uint32_t *hash;    /* large blocks and blocks of non-dense pools */
 	unsigned hash_bits;
 	uint64_t *aux;     /* leader: indirect bytes; indirect: parent */
 	uint32_t *stack;
 	volatile size_t top;
 	uint8_t *state;
 	uintptr_t lo, span; /* [lo, lo + span) covers every block */
-	/* the pools whose live blocks have consecutive numbers: number =
-	 * base + index in the pool (open addressing on the pool's key) */
-	struct pool_base *pools;
-	unsigned pool_bits;
-	bool verify; /* a thread may still run: check a number's block start */
+	/* the arenas with live blocks: open addressing on address >> 20,
+	 * giving r + 1 for the pools pools[r * ARENA_SLOTS + slot] */
+	uint32_t *arenas;
+	uintptr_t *arena_keys;
+	unsigned arena_bits;
+	struct scan_pool *pools;
+	struct scan_pool_meta *meta;
+	size_t narenas;
 	/* roots */
 	struct maps maps;
 	struct { uintptr_t lo, hi; } *excl;
@@ -683,82 +722,16 @@ struct ctx {
 	uintptr_t from;
 };
 
-/* base: a block's number minus its index in the pool; NOT_DENSE: a free
- * slot lies between two live blocks, the hash gives their numbers */
-struct pool_base {
-	const void *pool;
-	int64_t base;
-};
-
-#define NOT_DENSE INT64_MIN
-
 #define ST_REFSENT 64u      /* objects: its back-reference was reported */
 #define REF_REGISTER_TAG 1u
-
-struct count_arg {
-	size_t n;
-	uintptr_t lo, hi;
-};
-
-static void count_block(const struct pool_block *b, void *arg)
-{
-	struct count_arg *c = arg;
-	uintptr_t s = (uintptr_t)b->start, e = s + (b->usable > b->size ? b->usable : b->size);
-	if (c->n == 0 || s < c->lo)
-		c->lo = s;
-	if (c->n == 0 || e + 1 > c->hi)
-		c->hi = e + 1;
-	c->n++;
-}
-
-struct fill_arg {
-	struct ctx *c;
-	size_t i;
-};
-
-static void fill_block(const struct pool_block *b, void *arg)
-{
-	struct fill_arg *f = arg;
-	if (f->i < f->c->n)
-		f->c->start[f->i++] = (uintptr_t)b->start;
-}
-
-static void radix_sort(uintptr_t *a, uintptr_t *tmp, size_t n, size_t *count)
-{
-	bool sorted = true;
-	for (size_t i = 1; i < n && sorted; i++)
-		sorted = a[i - 1] < a[i];
-	if (sorted)
-		return;
-	uintptr_t *src = a, *dst = tmp;
-	for (unsigned shift = 0; shift < 64; shift += 11) {
-		memset(count, 0, 2048 * sizeof(*count));
-		for (size_t i = 0; i < n; i++)
-			count[(src[i] >> shift) & 2047]++;
-		if (count[(src[0] >> shift) & 2047] == n)
-			continue;
-		size_t sum = 0;
-		for (size_t k = 0; k < 2048; k++) {
-			size_t t = count[k];
-			count[k] = sum;
-			sum += t;
-		}
-		for (size_t i = 0; i < n; i++)
-			dst[count[(src[i] >> shift) & 2047]++] = src[i];
-		uintptr_t *t = src;
-		src = dst;
-		dst = t;
-	}
-	if (src != a)
-		memcpy(a, src, n * sizeof(*a));
-}
 
 static unsigned hash_slot(const struct ctx *c, uintptr_t start)
 {
 	return (unsigned)(((start >> 4) * 0x9E3779B97F4A7C15ull) >> (64 - c->hash_bits));
 }
 
-/* Dense number of the block that starts at start, or -1. */
+/* Dense number of the block that starts at start, among the hashed ones,
+ * or -1. */
 static long block_index(const struct ctx *c, uintptr_t start)
 {
 	unsigned mask = (1u << c->hash_bits) - 1;
@@ -771,80 +744,272 @@ static long block_index(const struct ctx *c, uintptr_t start)
 	}
 }
 
-static unsigned pool_slot(const struct ctx *c, const void *pool)
+static void hash_add(struct ctx *c, size_t i)
 {
-	return (unsigned)((((uintptr_t)pool >> 6) * 0x9E3779B97F4A7C15ull) >>
-			  (64 - c->pool_bits));
+	unsigned mask = (1u << c->hash_bits) - 1;
+	unsigned h = hash_slot(c, c->start[i]);
+	while (c->hash[h] != 0)
+		h = (h + 1) & mask;
+	c->hash[h] = (uint32_t)i + 1;
 }
 
-static struct pool_base *pool_entry(const struct ctx *c, const void *pool)
+static unsigned arena_slot(const struct ctx *c, uintptr_t key)
 {
-	unsigned mask = (1u << c->pool_bits) - 1;
-	for (unsigned h = pool_slot(c, pool);; h = (h + 1) & mask) {
-		struct pool_base *e = &c->pools[h];
-		if (e->pool == pool || e->pool == NULL)
-			return e;
-	}
+	return (unsigned)((key * 0x9E3779B97F4A7C15ull) >> (64 - c->arena_bits));
 }
 
-/* Number of the live block pw found, or -1. */
-static long where_index(const struct ctx *c, const struct pool_where *pw)
+/* The table entry of the pool that holds address a, NULL when a lies in
+ * no arena with live blocks. */
+static inline const struct scan_pool *pool_of(const struct ctx *c, uintptr_t a, size_t *r)
 {
-	if (pw->pool && c->pools) {
-		const struct pool_base *e = pool_entry(c, pw->pool);
-		if (e->pool && e->base != NOT_DENSE) {
-			int64_t i = e->base + (int64_t)pw->idx;
-			if (!c->verify)
-				return (long)i;
-			if (i >= 0 && (uint64_t)i < c->n && c->start[i] == pw->start)
-				return (long)i;
-		} else if (e->pool) {
-			return block_index(c, pw->start);
-		} else {
-			return -1; /* a pool without a block in the table */
+	uintptr_t key = a >> 20;
+	unsigned mask = (1u << c->arena_bits) - 1;
+	for (unsigned h = arena_slot(c, key);; h = (h + 1) & mask) {
+		uint32_t v = c->arenas[h];
+		if (v == 0)
+			return NULL;
+		if (c->arena_keys[h] == key) {
+			*r = (size_t)(v - 1) * ARENA_SLOTS +
+			     (size_t)((a >> 14) & (ARENA_SLOTS - 1));
+			return &c->pools[*r];
 		}
 	}
-	return block_index(c, pw->start);
 }
 
-/* The table of pools: the blocks in start[] are sorted, so the blocks of a
- * pool are consecutive there. */
-static int pools_build(struct ctx *c)
+/* Requested size of block i. */
+static size_t block_size(const struct ctx *c, size_t i)
 {
-	size_t npools = 0;
-	const void *last = NULL;
+	uint32_t s = c->size[i];
 	struct pool_where pw;
-	for (size_t i = 0; i < c->n; i++) {
-		if (pool_lookup_where((const void *)c->start[i], &pw) && pw.pool &&
-		    pw.pool != last) {
-			npools++;
-			last = pw.pool;
-		}
-	}
-	if (npools == 0)
-		return 0;
-	c->pool_bits = 4;
-	while ((1ull << c->pool_bits) < 2 * (uint64_t)npools)
-		c->pool_bits++;
-	c->pools = own_map(((size_t)1 << c->pool_bits) * sizeof(*c->pools));
-	if (!c->pools)
-		return -ENOMEM;
-	for (size_t i = 0; i < c->n; i++) {
-		if (!pool_lookup_where((const void *)c->start[i], &pw) || !pw.pool)
-			continue;
-		struct pool_base *e = pool_entry(c, pw.pool);
-		int64_t base = (int64_t)i - (int64_t)pw.idx;
-		if (e->pool == NULL) {
-			e->pool = pw.pool;
-			e->base = base;
-		} else if (e->base != base) {
-			e->base = NOT_DENSE;
-		}
-	}
-	return 0;
+	if (s != SIZE_BIG || !pool_lookup_where((const void *)c->start[i], &pw))
+		return s;
+	return pw.size;
 }
 
-static long block_index(const struct ctx *c, uintptr_t start);
+/* The number of the block that contains w as memcheck sees it (requested
+ * size; a zero-sized block contains its start only), or -1.  A small
+ * block's is found from the table of pools, without asking the pool. */
+static long find_index(const struct ctx *c, uintptr_t w)
+{
+	if (w - c->lo >= c->span)
+		return -1;
+	size_t r;
+	const struct scan_pool *p = pool_of(c, w, &r);
+	long i;
+	uintptr_t s;
+	if (p) {
+		uint32_t bs = p->block_size;
+		if (bs == 0)
+			return -1;
+		uintptr_t base = w & ~(uintptr_t)(POOL_POOL_SIZE - 1);
+		uint32_t idx = (uint32_t)(w - base) / bs;
+		s = base + (uintptr_t)idx * bs;
+		if (p->dense) {
+			uint32_t k = idx - p->first_idx;
+			if (k >= p->count)
+				return -1;
+			i = (long)(p->first_i + k);
+		} else if ((i = block_index(c, s)) < 0) {
+			return -1;
+		}
+	} else {
+		struct pool_where pw;
+		if (!pool_lookup_where((const void *)w, &pw) || pw.pool)
+			return -1;
+		s = pw.start;
+		if ((i = block_index(c, s)) < 0)
+			return -1;
+	}
+	size_t size = block_size(c, (size_t)i);
+	if (w - s >= size && !(size == 0 && w == s))
+		return -1;
+	return i;
+}
+
+/* ---- building the table: pool_walk() twice ---- */
+
+struct count_arg {
+	size_t n, hashed, arenas, large;
+	uintptr_t lo, hi, last_arena;
+};
+
+static void note_bounds(struct count_arg *a, uintptr_t s, uintptr_t e)
+{
+	if (a->n == 0 || s < a->lo)
+		a->lo = s;
+	if (a->n == 0 || e + 1 > a->hi)
+		a->hi = e + 1;
+}
+
+/* The live blocks of pool p: how many, the first and last index. */
+static uint32_t pool_live(const struct pool_walk_pool *p, uint32_t *first, uint32_t *last)
+{
+	uint32_t live = 0;
+	*first = *last = 0;
+	for (uint32_t k = 0; k < p->nblocks; k++) {
+		uint32_t w = __atomic_load_n(&p->words[k], __ATOMIC_RELAXED);
+		if (!(w & POOL_WALK_LIVE))
+			continue;
+		if (live++ == 0)
+			*first = k;
+		*last = k;
+	}
+	return live;
+}
+
+static void count_pool(const struct pool_walk_pool *p, void *arg)
+{
+	struct count_arg *a = arg;
+	uint32_t first, last, live = pool_live(p, &first, &last);
+	if (live == 0)
+		return;
+	note_bounds(a, p->base + (uintptr_t)first * p->block_size,
+		    p->base + (uintptr_t)(last + 1) * p->block_size);
+	a->n += live;
+	if (last - first + 1 != live)
+		a->hashed += live;
+	if ((p->base >> 20) != a->last_arena || a->arenas == 0)
+		a->arenas++;
+	a->last_arena = p->base >> 20;
+}
+
+static void count_large(const struct pool_block *b, void *arg)
+{
+	struct count_arg *a = arg;
+	uintptr_t s = (uintptr_t)b->start;
+	note_bounds(a, s, s + (b->usable > b->size ? b->usable : b->size));
+	a->n++;
+	a->large++;
+}
+
+struct fill_arg {
+	struct ctx *c;
+	size_t i, cap;
+	uintptr_t *large;   /* the large blocks' starts, sorted */
+	uint32_t *lsize;
+	size_t nlarge, capl, li;
+	size_t hashed, caph; /* blocks in the hash, and at most */
+	size_t arena;       /* records used so far */
+	uintptr_t last_key;
+};
+
+static void fill_large(const struct pool_block *b, void *arg)
+{
+	struct fill_arg *f = arg;
+	if (f->nlarge < f->capl) {
+		f->large[f->nlarge] = (uintptr_t)b->start;
+		f->lsize[f->nlarge] = b->size < SIZE_BIG ? (uint32_t)b->size : SIZE_BIG;
+		f->nlarge++;
+	}
+}
+
+static void add_block(struct fill_arg *f, uintptr_t s, uint32_t size, bool hashed)
+{
+	struct ctx *c = f->c;
+	if (f->i >= f->cap)
+		return;
+	c->start[f->i] = s;
+	c->size[f->i] = size;
+	if (hashed)
+		hash_add(c, f->i);
+	f->i++;
+}
+
+/* The large blocks that start below a, in address order. */
+static void flush_large(struct fill_arg *f, uintptr_t a)
+{
+	for (; f->li < f->nlarge && f->large[f->li] < a; f->li++)
+		add_block(f, f->large[f->li], f->lsize[f->li], true);
+}
+
+static void fill_pool(const struct pool_walk_pool *p, void *arg)
+{
+	struct fill_arg *f = arg;
+	struct ctx *c = f->c;
+	uint32_t first, last, live = pool_live(p, &first, &last);
+	bool dense = last - first + 1 == live;
+	/* a thread that did not stop may have allocated since the count: what
+	 * no longer fits is left out (the scan is partial then), rather than
+	 * overflow the table or fill the hash */
+	if (live == 0 || f->i + live > f->cap || (!dense && f->hashed + live > f->caph))
+		return;
+	if (!dense)
+		f->hashed += live;
+	uintptr_t key = p->base >> 20;
+	if (f->arena == 0 || key != f->last_key) {
+		if (f->arena >= c->narenas)
+			return;
+		unsigned mask = (1u << c->arena_bits) - 1, h = arena_slot(c, key);
+		while (c->arenas[h] != 0)
+			h = (h + 1) & mask;
+		c->arena_keys[h] = key;
+		c->arenas[h] = (uint32_t)++f->arena;
+		f->last_key = key;
+	}
+	flush_large(f, p->base);
+	size_t r = (f->arena - 1) * ARENA_SLOTS + ((p->base >> 14) & (ARENA_SLOTS - 1));
+	c->pools[r] = (struct scan_pool){
+		.first_i = (uint32_t)f->i,
+		.first_idx = (uint16_t)first,
+		.count = (uint16_t)live,
+		.block_size = p->block_size,
+		.dense = dense,
+	};
+	c->meta[r] = (struct scan_pool_meta){p->words, p->info};
+	for (uint32_t k = first; k <= last; k++) {
+		uint32_t w = __atomic_load_n(&p->words[k], __ATOMIC_RELAXED);
+		if (w & POOL_WALK_LIVE)
+			add_block(f, p->base + (uintptr_t)k * p->block_size, w & POOL_WALK_SIZE,
+				  !dense);
+	}
+}
+
+/* Heap sort of the large blocks by start (no allocation; they are few). */
+static void large_sort(uintptr_t *a, uint32_t *sz, size_t n)
+{
+	for (size_t k = n / 2; k-- > 0;) {
+		for (size_t root = k;;) {
+			size_t child = 2 * root + 1;
+			if (child >= n)
+				break;
+			if (child + 1 < n && a[child] < a[child + 1])
+				child++;
+			if (a[root] >= a[child])
+				break;
+			uintptr_t t = a[root];
+			a[root] = a[child];
+			a[child] = t;
+			uint32_t u = sz[root];
+			sz[root] = sz[child];
+			sz[child] = u;
+			root = child;
+		}
+	}
+	for (size_t end = n; end-- > 1;) {
+		uintptr_t t = a[0];
+		a[0] = a[end];
+		a[end] = t;
+		uint32_t u = sz[0];
+		sz[0] = sz[end];
+		sz[end] = u;
+		for (size_t root = 0;;) {
+			size_t child = 2 * root + 1;
+			if (child >= end)
+				break;
+			if (child + 1 < end && a[child] < a[child + 1])
+				child++;
+			if (a[root] >= a[child])
+				break;
+			t = a[root];
+			a[root] = a[child];
+			a[child] = t;
+			u = sz[root];
+			sz[root] = sz[child];
+			sz[child] = u;
+			root = child;
+		}
+	}
+}
 
 /* objects: the header size of each object block, and room for the
  * back-references. */
@@ -858,77 +1023,80 @@ static int objects_build(struct ctx *c)
 	c->hdr = (uint8_t *)(mem + n * sizeof(uintptr_t));
 	for (size_t k = 0; k < c->opts->n_objects; k++) {
 		const struct scan_object_block *o = &c->opts->objects[k];
-		struct pool_where pw;
-		long i = -1;
-		if (pool_lookup_where((const void *)o->start, &pw) && pw.start == o->start)
-			i = where_index(c, &pw);
-		if (i >= 0)
+		long i = find_index(c, o->start);
+		if (i >= 0 && c->start[i] == o->start)
 			c->hdr[i] = (uint8_t)(o->header < 255 ? o->header : 255);
 	}
 	return 0;
 }
 
+/* The block table, in two walks of the pool: one counts (and sizes the
+ * table), one fills it.  The pools come in address order, the large
+ * blocks (sorted here) are merged in between. */
 static int blocks_build(struct ctx *c)
 {
-	struct count_arg cnt = {0, 0, 0};
-	pool_foreach_live(count_block, &cnt);
+	struct count_arg cnt;
+	memset(&cnt, 0, sizeof(cnt));
+	pool_walk(count_pool, count_large, &cnt);
 	c->n = cnt.n;
 	c->sum->live_blocks = cnt.n;
 	if (cnt.n == 0)
 		return 0;
 	c->lo = cnt.lo;
 	c->span = cnt.hi - cnt.lo;
+	size_t n = c->n, nh = cnt.hashed + cnt.large;
 	c->hash_bits = 4;
-	while ((1ull << c->hash_bits) < 2 * (uint64_t)c->n)
+	while ((1ull << c->hash_bits) < 2 * (uint64_t)nh)
 		c->hash_bits++;
+	c->arena_bits = 4;
+	while ((1ull << c->arena_bits) < 2 * (uint64_t)cnt.arenas)
+		c->arena_bits++;
+	c->narenas = cnt.arenas;
 	size_t hsize = ((size_t)1 << c->hash_bits) * sizeof(uint32_t);
-	size_t n = c->n;
-	size_t total = n * 8 + hsize + n * 8 + n * 4 + n + 2048 * sizeof(size_t) + 64;
+	size_t asize = (size_t)1 << c->arena_bits;
+	size_t npools = cnt.arenas * ARENA_SLOTS;
+	size_t total = n * 8 + n * 4 + n * 8 + n * 4 + n + 64 + hsize +
+		       asize * (sizeof(uint32_t) + sizeof(uintptr_t)) +
+		       npools * (sizeof(struct scan_pool) + sizeof(struct scan_pool_meta)) +
+		       cnt.large * (sizeof(uintptr_t) + sizeof(uint32_t)) + 64;
 	char *mem = own_map(total);
 	if (!mem)
 		return -ENOMEM;
-	c->start = (uintptr_t *)mem;
-	c->hash = (uint32_t *)(mem + n * 8);
-	c->aux = (uint64_t *)(mem + n * 8 + hsize);
-	size_t *counts = (size_t *)(mem + n * 16 + hsize);
-	c->stack = (uint32_t *)((char *)counts + 2048 * sizeof(size_t));
-	c->state = (uint8_t *)(c->stack + n);
-	struct fill_arg f = {c, 0};
-	pool_foreach_live(fill_block, &f);
-	c->n = f.i;
-	/* the hash table doubles as the sort's scratch (8n <= its size) */
-	radix_sort(c->start, (uintptr_t *)c->hash, c->n, counts);
-	memset(c->hash, 0, hsize);
-	c->verify = c->sum->threads_unresponsive > 0;
-	int err = pools_build(c);
-	if (err)
-		return err;
-	/* the hash holds only what the pools' bases do not number */
-	unsigned mask = (1u << c->hash_bits) - 1;
-	for (size_t i = 0; i < c->n; i++) {
-		struct pool_where pw;
-		if (c->pools && pool_lookup_where((const void *)c->start[i], &pw) &&
-		    pw.pool && pool_entry(c, pw.pool)->base != NOT_DENSE)
-			continue;
-		unsigned h = hash_slot(c, c->start[i]);
-		while (c->hash[h] != 0)
-			h = (h + 1) & mask;
-		c->hash[h] = (uint32_t)i + 1;
-	}
-	return c->opts->n_objects > 0 ? objects_build(c) : 0;
-}
+	/* 8-byte arrays first, then 4-byte ones, then bytes: all aligned */
+	char *p = mem;
+	c->start = (uintptr_t *)p;
+	p += n * 8;
+	c->aux = (uint64_t *)p;
+	p += n * 8;
+	c->arena_keys = (uintptr_t *)p;
+	p += asize * sizeof(uintptr_t);
+	c->meta = (struct scan_pool_meta *)p;
+	p += npools * sizeof(struct scan_pool_meta);
+	c->pools = (struct scan_pool *)p;
+	p += npools * sizeof(struct scan_pool);
+	uintptr_t *large = (uintptr_t *)p;
+	p += cnt.large * sizeof(uintptr_t);
+	c->size = (uint32_t *)p;
+	p += n * 4;
+	c->stack = (uint32_t *)p;
+	p += n * 4;
+	c->hash = (uint32_t *)p;
+	p += hsize;
+	c->arenas = (uint32_t *)p;
+	p += asize * sizeof(uint32_t);
+	uint32_t *lsize = (uint32_t *)p;
+	p += cnt.large * sizeof(uint32_t);
+	c->state = (uint8_t *)p;
 
-/* The block that contains w as memcheck sees it (requested size; a
- * zero-sized block contains its start only), with its number. */
-static bool find_block(const struct ctx *c, uintptr_t w, struct pool_where *b, long *idx)
-{
-	if (w - c->lo >= c->span || !pool_lookup_where((const void *)w, b))
-		return false;
-	uintptr_t s = b->start;
-	if (w - s >= b->size && !(b->size == 0 && w == s))
-		return false;
-	*idx = where_index(c, b);
-	return *idx >= 0;
+	struct fill_arg f = {.c = c, .cap = n, .large = large, .lsize = lsize,
+			     .capl = cnt.large, .hashed = 0,
+			     .caph = ((size_t)1 << c->hash_bits) / 2 - cnt.large};
+	pool_walk(NULL, fill_large, &f);
+	large_sort(large, lsize, f.nlarge);
+	pool_walk(fill_pool, NULL, &f);
+	flush_large(&f, UINTPTR_MAX);
+	c->n = f.i;
+	return c->opts->n_objects > 0 ? objects_build(c) : 0;
 }
 
 /* Asks for the first two cache lines of block i, scanned soon (a
@@ -1022,11 +1190,10 @@ static unsigned heuristic(struct ctx *c, uintptr_t w, uintptr_t s, size_t size)
 /* w was found in a root (prior_definite) or in a Possible block (not). */
 static void reach(struct ctx *c, uintptr_t w, bool prior_definite)
 {
-	struct pool_where b;
-	long i;
-	if (!find_block(c, w, &b, &i))
+	long i = find_index(c, w);
+	if (i < 0)
 		return;
-	uintptr_t s = b.start;
+	uintptr_t s = c->start[i];
 	if (c->hdr && c->hdr[i]) {
 		/* objects: the header is no reference, the body is the start */
 		if (w < s + c->hdr[i])
@@ -1042,7 +1209,7 @@ static void reach(struct ctx *c, uintptr_t w, bool prior_definite)
 	}
 	bool via_start = w == s;
 	if (!via_start && c->opts->heuristics) {
-		unsigned h = heuristic(c, w, s, b.size);
+		unsigned h = heuristic(c, w, s, block_size(c, (size_t)i));
 		c->state[i] = (uint8_t)((c->state[i] & ~(7u << ST_HEUR_SHIFT)) |
 					(h << ST_HEUR_SHIFT));
 		via_start = h != SCAN_HEUR_NONE;
@@ -1063,16 +1230,15 @@ static void reach(struct ctx *c, uintptr_t w, bool prior_definite)
 /* w was found in block cur while gathering the clique of leader. */
 static void gather(struct ctx *c, uintptr_t w, size_t leader, size_t cur)
 {
-	struct pool_where b;
-	long i;
-	if (!find_block(c, w, &b, &i))
+	long i = find_index(c, w);
+	if (i < 0)
 		return;
-	if (c->hdr && w < b.start + c->hdr[i])
+	if (c->hdr && w < c->start[i] + c->hdr[i])
 		return; /* objects: a header word */
 	if ((c->state[i] & ST_LEVEL) != ST_UNREACHED || (size_t)i == leader)
 		return;
 	push(c, (size_t)i);
-	c->aux[leader] += b.size + c->aux[i];
+	c->aux[leader] += block_size(c, (size_t)i) + c->aux[i];
 	c->aux[i] = cur;
 	set_level(c, (size_t)i, ST_INDIRECT);
 }
@@ -1080,11 +1246,13 @@ static void gather(struct ctx *c, uintptr_t w, size_t leader, size_t cur)
 static void scan_words(struct ctx *c, uintptr_t lo, uintptr_t hi, long leader,
 		       size_t cur, bool prior_definite)
 {
+	/* in locals: the stores below would make the compiler reload them */
+	const uintptr_t blo = c->lo, bspan = c->span;
 	lo = (lo + WORD - 1) & ~(uintptr_t)(WORD - 1);
 	hi &= ~(uintptr_t)(WORD - 1);
 	for (uintptr_t a = lo; a < hi; a += WORD) {
 		uintptr_t w = *(const uintptr_t *)a;
-		if (w - c->lo >= c->span)
+		if (w - blo >= bspan)
 			continue;
 		c->from = a;
 		if (leader < 0)
@@ -1109,13 +1277,11 @@ static void process(struct ctx *c, long leader)
 			prefetch_block(c, c->stack[c->top - 1]);
 		c->state[i] &= (uint8_t)~ST_PENDING;
 		atomic_signal_fence(memory_order_seq_cst);
-		struct pool_where b;
-		if (!pool_lookup_where((const void *)c->start[i], &b))
-			continue;
+		size_t size = block_size(c, i);
 		bool definite = (c->state[i] & ST_LEVEL) != ST_POSSIBLE;
 		size_t skip = c->hdr ? c->hdr[i] : 0; /* objects: the body only */
-		scan_words(c, c->start[i] + (skip < b.size ? skip : b.size),
-			   c->start[i] + b.size, leader, i, definite);
+		scan_words(c, c->start[i] + (skip < size ? skip : size), c->start[i] + size,
+			   leader, i, definite);
 	}
 	g_fault.jb = NULL;
 }
@@ -1241,6 +1407,10 @@ static size_t block_at_or_before(const struct ctx *c, uintptr_t a)
  * glibc's, not a root either); 0 when it is gone. */
 static uintptr_t block_end(const struct ctx *c, size_t b)
 {
+	size_t r;
+	const struct scan_pool *p = pool_of(c, c->start[b], &r);
+	if (p && p->block_size)
+		return c->start[b] + p->block_size;
 	struct pool_where pb;
 	if (!pool_lookup_where((const void *)c->start[b], &pb))
 		return 0;
@@ -1354,12 +1524,32 @@ static const enum capture_leak_kind kind_of_level[4] = {
 	[ST_REACHABLE] = CAPTURE_LEAK_REACHABLE,
 };
 
+/* Block i's size and owner, from the pool's metadata arrays for a small
+ * block; false when it is no longer live. */
+static bool block_owner(const struct ctx *c, size_t i, struct pool_block *b)
+{
+	uintptr_t s = c->start[i];
+	size_t r;
+	const struct scan_pool *p = pool_of(c, s, &r);
+	if (!p || !p->block_size)
+		return pool_lookup((const void *)s, b);
+	size_t idx = (s & (POOL_POOL_SIZE - 1)) / p->block_size;
+	uint32_t w = __atomic_load_n(&c->meta[r].words[idx], __ATOMIC_ACQUIRE);
+	if (!(w & POOL_WALK_LIVE))
+		return false;
+	const struct pool_walk_info *info = &c->meta[r].info[idx];
+	b->size = w & POOL_WALK_SIZE;
+	b->stack_id = w & POOL_WALK_OWNER ? info->stack_id : 0;
+	b->seq = w & POOL_WALK_OWNER ? info->seq : 0;
+	return true;
+}
+
 static void report_blocks(struct ctx *c)
 {
 	const struct scan_sink *sink = c->sink;
 	for (size_t i = 0; i < c->n; i++) {
 		struct pool_block b;
-		if (!pool_lookup((const void *)c->start[i], &b))
+		if (!block_owner(c, i, &b))
 			continue;
 		unsigned level = c->state[i] & ST_LEVEL;
 		enum capture_leak_kind kind = kind_of_level[level];
@@ -1393,17 +1583,13 @@ static void report_edges(struct ctx *c)
 			prefetch_block(c, i + PREFETCH_AHEAD);
 		if ((c->state[i] & ST_LEVEL) == ST_REACHABLE)
 			continue;
-		struct pool_where b;
-		if (!pool_lookup_where((const void *)c->start[i], &b))
-			continue;
 		uintptr_t s = c->start[i];
-		uintptr_t end = (s + b.size) & ~(uintptr_t)(WORD - 1);
+		uintptr_t end = (s + block_size(c, i)) & ~(uintptr_t)(WORD - 1);
 		uintptr_t body = s + (c->hdr ? c->hdr[i] : 0); /* objects */
 		for (uintptr_t a = body; a < end; a += WORD) {
 			uintptr_t w = *(const uintptr_t *)a;
-			struct pool_where tb;
 			long j;
-			if (w - c->lo >= c->span || !find_block(c, w, &tb, &j) ||
+			if (w - c->lo >= c->span || (j = find_index(c, w)) < 0 ||
 			    (c->state[j] & ST_LEVEL) == ST_REACHABLE ||
 			    (c->hdr && w < c->start[j] + c->hdr[j]))
 				continue;
@@ -1472,9 +1658,8 @@ static void report_refs(struct ctx *c)
 					  (uint32_t)(from >> 3), sink->arg);
 				break;
 			}
-			struct pool_where b;
 			long k;
-			if (from - c->lo < c->span && find_block(c, from, &b, &k)) {
+			if (from - c->lo < c->span && (k = find_index(c, from)) >= 0) {
 				sink->ref(c->start[j], from, CAPTURE_REF_BLOCK, 0, sink->arg);
 				j = (size_t)k;
 				continue;
@@ -1511,33 +1696,59 @@ static void scan_unlock(void)
 	futex_wake(&g_stop.lock);
 }
 
+/* MEMPROF_SCAN_TIMING: the end of each step (see the header comment). */
+enum { T_START, T_STOP, T_BLOCKS, T_MAPS, T_ROOTS, T_MARK, T_CLIQUES, T_REPORT,
+       T_EDGES, T_END, T_COUNT };
+static const char *const timing_names[T_COUNT] = {
+	"start", "stop", "blocks", "maps", "roots", "mark", "cliques", "report", "edges",
+	"resume",
+};
+static uint64_t g_timing[T_COUNT];
+static bool g_timing_on;
+
+/* Read once at load: at exit, after __libc_freeres(), the environment may
+ * be gone. */
+__attribute__((constructor)) static void timing_init(void)
+{
+	g_timing_on = getenv("MEMPROF_SCAN_TIMING") != NULL;
+}
+
 static int scan_locked(struct ctx *c)
 {
+	g_timing[T_START] = now_ns();
 	int err = stop_world(c->opts->stop_signal, c->opts->thread_timeout_ms, c->sum);
 	if (err)
 		return err;
+	g_timing[T_STOP] = now_ns();
 	fault_catch_install();
 	err = blocks_build(c);
+	g_timing[T_BLOCKS] = now_ns();
 	if (!err)
 		err = maps_read(&c->maps);
 	if (!err)
 		err = excl_build(c);
+	g_timing[T_MAPS] = now_ns();
 	if (!err && c->n > 0) {
 		scan_roots(c);
+		g_timing[T_ROOTS] = now_ns();
 		process(c, -1);
+		g_timing[T_MARK] = now_ns();
 		gather_cliques(c);
+		g_timing[T_CLIQUES] = now_ns();
 		report_blocks(c);
+		g_timing[T_REPORT] = now_ns();
 		report_edges(c);
 		report_refs(c);
+		g_timing[T_EDGES] = now_ns();
 	}
 	fault_catch_remove();
 	resume_world(c->sum);
+	g_timing[T_END] = now_ns();
 	own_unmap(c->excl);
 	own_unmap(c->maps.e);
 	own_unmap(c->maps.text);
 	own_unmap(c->start);
 	own_unmap(c->pred);
-	own_unmap(c->pools);
 	return err;
 }
 
@@ -1563,6 +1774,47 @@ __attribute__((noinline)) static int scan_below(const struct scan_options *opts,
 	return err;
 }
 
+/* One line on stderr, by hand (no stdio): each step's milliseconds. */
+static void print_timing(uint64_t total_ns)
+{
+	char line[256] = "memprof scan:";
+	size_t len = strlen(line);
+	uint64_t prev = g_timing[T_START];
+	for (int k = T_STOP; k <= T_COUNT; k++) {
+		const char *name = k < T_COUNT ? timing_names[k] : "total";
+		uint64_t ms;
+		if (k == T_COUNT) {
+			ms = total_ns / 1000000u;
+		} else if (g_timing[k] == 0) {
+			continue;
+		} else {
+			ms = (g_timing[k] - prev) / 1000000u;
+			prev = g_timing[k];
+		}
+		char d[24];
+		int nd = 0;
+		do
+			d[nd++] = (char)('0' + ms % 10);
+		while ((ms /= 10) != 0);
+		if (len + strlen(name) + nd + 3 >= sizeof(line))
+			break;
+		line[len++] = ' ';
+		memcpy(line + len, name, strlen(name));
+		len += strlen(name);
+		line[len++] = ' ';
+		while (nd > 0)
+			line[len++] = d[--nd];
+	}
+	line[len++] = '\n';
+	for (size_t off = 0; off < len;) {
+		ssize_t w = write(2, line + off, len - off);
+		if (w <= 0)
+			break;
+		off += (size_t)w;
+	}
+	memset(g_timing, 0, sizeof(g_timing));
+}
+
 /* Not inlined: the stack pointer getcontext() records here bounds what the
  * calling thread's stack contributes (this frame holds the caller's saved
  * registers, and is scanned; the scan's own frames are below it). */
@@ -1586,6 +1838,8 @@ __attribute__((noinline)) int scan_run(const struct scan_options *opts,
 	sum.duration_ns = now_ns() - t0;
 	if (out)
 		*out = sum;
+	if (g_timing_on)
+		print_timing(sum.duration_ns);
 	return err;
 }
 
