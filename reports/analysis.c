@@ -53,15 +53,22 @@ struct site_live {
 	uint64_t temporary;
 };
 
-/* The live blocks of a replay: a map from address to the slot of its
- * oldest live block in blocks[], newer ones chained through next; freed
- * slots reused through a free list. */
+/* The live blocks of a replay, in an open-addressing table on the
+ * address (Fibonacci hashing, linear probing, backward-shift deletion)
+ * whose slots hold the blocks themselves: a FREE costs one probe, not a
+ * probe and a second lookup.  A slot holds the oldest live block at its
+ * address; newer ones there (a realloc in place) wait in dups[], chained
+ * through next, their free entries reused through a free list. */
 struct replay {
-	struct reports_map live;
+	struct block *slots;
+	uint8_t *used;
+	size_t mask;    /* slots - 1, or 0 before the first block */
+	unsigned shift; /* 64 - log2(slots) */
+	size_t n_used;  /* slots in use */
 	size_t n_live;
-	struct block *blocks;
-	size_t n_blocks, cap_blocks;
-	uint32_t *free_slots;
+	struct block *dups;
+	size_t n_dups, cap_dups;
+	uint32_t *free_dups;
 	size_t n_free, cap_free;
 	uint64_t live_bytes;
 };
@@ -81,24 +88,95 @@ struct builder {
 
 static void replay_finish(struct replay *rp)
 {
-	reports_map_finish(&rp->live);
-	free(rp->blocks);
-	free(rp->free_slots);
+	free(rp->slots);
+	free(rp->used);
+	free(rp->dups);
+	free(rp->free_dups);
+}
+
+static size_t rp_home(const struct replay *rp, uint64_t addr)
+{
+	return (size_t)((addr * 0x9e3779b97f4a7c15ull) >> rp->shift);
+}
+
+/* The slot of addr's oldest live block, or SIZE_MAX. */
+static size_t rp_find(const struct replay *rp, uint64_t addr)
+{
+	if (!rp->used)
+		return SIZE_MAX;
+	for (size_t i = rp_home(rp, addr); rp->used[i]; i = (i + 1) & rp->mask)
+		if (rp->slots[i].addr == addr)
+			return i;
+	return SIZE_MAX;
+}
+
+static void rp_place(struct replay *rp, const struct block *b)
+{
+	size_t i = rp_home(rp, b->addr);
+	while (rp->used[i])
+		i = (i + 1) & rp->mask;
+	rp->slots[i] = *b;
+	rp->used[i] = 1;
+}
+
+static int rp_grow(struct replay *rp)
+{
+	size_t n = rp->used ? (rp->mask + 1) * 2 : 1024;
+	struct replay old = *rp;
+	rp->slots = malloc(n * sizeof(*rp->slots));
+	rp->used = calloc(n, 1);
+	if (!rp->slots || !rp->used) {
+		free(rp->slots);
+		free(rp->used);
+		rp->slots = old.slots;
+		rp->used = old.used;
+		return -ENOMEM;
+	}
+	rp->mask = n - 1;
+	rp->shift = 64u - (unsigned)__builtin_ctzll(n);
+	for (size_t i = 0; old.used && i <= old.mask; i++)
+		if (old.used[i])
+			rp_place(rp, &old.slots[i]);
+	free(old.slots);
+	free(old.used);
+	return 0;
+}
+
+/* Empties slot i, shifting back the rest of its run: an entry moves into
+ * the hole when its home is not between the hole and where it is. */
+static void rp_delete(struct replay *rp, size_t i)
+{
+	rp->used[i] = 0;
+	rp->n_used--;
+	for (size_t j = (i + 1) & rp->mask; rp->used[j]; j = (j + 1) & rp->mask) {
+		size_t home = rp_home(rp, rp->slots[j].addr);
+		bool stays = i <= j ? (i < home && home <= j) : (i < home || home <= j);
+		if (stays)
+			continue;
+		rp->slots[i] = rp->slots[j];
+		rp->used[i] = 1;
+		rp->used[j] = 0;
+		i = j;
+	}
 }
 
 static int replay_remove(struct replay *rp, uint64_t addr, struct block *out)
 {
-	uint32_t slot;
-	if (!reports_map_remove(&rp->live, addr, &slot))
+	size_t i = rp_find(rp, addr);
+	if (i == SIZE_MAX)
 		return 0;
-	*out = rp->blocks[slot];
-	/* a newer block at the same address (a realloc in place) is next */
-	if (out->next != NO_SLOT && reports_map_put(&rp->live, addr, out->next) < 0)
-		return -ENOMEM;
+	*out = rp->slots[i];
+	if (out->next != NO_SLOT) {
+		/* the next newer block at the address takes the slot */
+		uint32_t d = out->next;
+		rp->slots[i] = rp->dups[d];
+		if (reports_vec_push(&rp->free_dups, &rp->n_free, &rp->cap_free, &d, sizeof(d)) < 0)
+			return -ENOMEM;
+	} else {
+		rp_delete(rp, i);
+	}
 	rp->n_live--;
 	rp->live_bytes -= out->size;
-	if (reports_vec_push(&rp->free_slots, &rp->n_free, &rp->cap_free, &slot, sizeof(slot)) < 0)
-		return -ENOMEM;
 	return 1;
 }
 
@@ -109,26 +187,30 @@ static int replay_apply(struct replay *rp, const struct reports_event *ev, uint6
 {
 	if (ev->kind == REPORTS_EVENT_FREE)
 		return replay_remove(rp, ev->addr, freed);
-	uint32_t slot;
 	struct block b = { ev->addr, ev->size, index, site, NO_SLOT, ev->thread };
-	if (rp->n_free > 0) {
-		slot = rp->free_slots[--rp->n_free];
-		rp->blocks[slot] = b;
+	size_t i = rp_find(rp, ev->addr);
+	if (i != SIZE_MAX) {
+		/* a realloc in place: after the newest block at the address */
+		uint32_t d;
+		if (rp->n_free > 0) {
+			d = rp->free_dups[--rp->n_free];
+			rp->dups[d] = b;
+		} else {
+			if (rp->n_dups >= UINT32_MAX - 1)
+				return -ENOMEM;
+			d = (uint32_t)rp->n_dups;
+			if (reports_vec_push(&rp->dups, &rp->n_dups, &rp->cap_dups, &b, sizeof(b)) < 0)
+				return -ENOMEM;
+		}
+		uint32_t *link = &rp->slots[i].next;
+		while (*link != NO_SLOT)
+			link = &rp->dups[*link].next;
+		*link = d;
 	} else {
-		if (rp->n_blocks >= UINT32_MAX - 1)
+		if ((!rp->used || (rp->n_used + 1) * 2 > rp->mask + 1) && rp_grow(rp) < 0)
 			return -ENOMEM;
-		slot = (uint32_t)rp->n_blocks;
-		if (reports_vec_push(&rp->blocks, &rp->n_blocks, &rp->cap_blocks, &b, sizeof(b)) < 0)
-			return -ENOMEM;
-	}
-	uint32_t old;
-	int res = reports_map_add(&rp->live, ev->addr, slot, &old);
-	if (res < 0)
-		return res;
-	if (res == 1) {
-		while (rp->blocks[old].next != NO_SLOT)
-			old = rp->blocks[old].next;
-		rp->blocks[old].next = slot;
+		rp_place(rp, &b);
+		rp->n_used++;
 	}
 	rp->n_live++;
 	rp->live_bytes += ev->size;
@@ -138,12 +220,13 @@ static int replay_apply(struct replay *rp, const struct reports_event *ev, uint6
 /* Calls fn for every live block of a replay. */
 static void replay_foreach(struct replay *rp, void (*fn)(struct block *b, void *arg), void *arg)
 {
-	size_t pos = 0;
-	uint64_t addr;
-	uint32_t first;
-	while (reports_map_next(&rp->live, &pos, &addr, &first))
-		for (uint32_t s = first; s != NO_SLOT; s = rp->blocks[s].next)
-			fn(&rp->blocks[s], arg);
+	for (size_t i = 0; rp->used && i <= rp->mask; i++) {
+		if (!rp->used[i])
+			continue;
+		fn(&rp->slots[i], arg);
+		for (uint32_t d = rp->slots[i].next; d != NO_SLOT; d = rp->dups[d].next)
+			fn(&rp->dups[d], arg);
+	}
 }
 
 static int site_of(struct builder *bd, uint32_t stack, uint32_t *out)
