@@ -140,7 +140,7 @@ int reports_record_skip(int tag, const uint8_t **p, const uint8_t *end)
 struct cursor {
 	struct reports_event ev; /* the next event of the run */
 	const uint8_t *p, *end;
-	uint64_t prev_seq, prev_addr;
+	uint64_t prev_seq, prev_addr, prev_stack;
 	uint64_t left; /* events of the run not yet decoded */
 	uint64_t off;  /* file offset of p, for giving pages back */
 	uint8_t *buf;  /* a zchunk's records, decompressed (or NULL) */
@@ -229,6 +229,8 @@ static int advance(const struct reports_source *src, struct cursor *c)
 		c->ev.seq = c->prev_seq;
 		c->ev.addr = c->prev_addr;
 		if (tag == CAPTURE_ALLOC) {
+			if (src->version >= 2) /* a delta from the last ALLOC's */
+				c->prev_stack = stack = c->prev_stack + (uint64_t)capture_unzigzag(stack);
 			c->ev.kind = REPORTS_EVENT_ALLOC;
 			c->ev.size = size;
 			c->ev.stack = reports_source_stack(src, stack);
@@ -329,6 +331,7 @@ static int open_run(struct reports_events *it, size_t i)
 	*c = (struct cursor){
 		.prev_seq = run->prev_seq,
 		.prev_addr = run->prev_addr,
+		.prev_stack = run->prev_stack,
 		.left = run->n_events,
 		.off = reports_run_need(run),
 	};

@@ -101,9 +101,13 @@ struct reader {
 	size_t cap_objcounts, cap_scan_refs; /* objects: OBJCOUNT, SCANREF */
 
 	/* per-chunk delta state */
+	uint32_t version;
 	uint32_t chunk_tid;
 	uint64_t prev_seq;
 	uint64_t prev_addr;
+	uint64_t prev_stack;   /* version 2: the last ALLOC's stack id */
+	uint64_t prev_node;    /* version 2: the last STACK's id and ip */
+	uint64_t prev_node_ip;
 	uint64_t order;
 	uint64_t record_off; /* file offset of the record being read */
 	uint64_t record_at;  /* its offset in the file, or in a zchunk's records */
@@ -469,7 +473,7 @@ static int rec_process(struct reader *r, struct cursor *c)
 static int rec_event(struct reader *r, struct cursor *c, bool alloc)
 {
 	uint64_t dseq, zaddr, size = 0, stack_id = 0;
-	uint64_t prev_seq = r->prev_seq, prev_addr = r->prev_addr;
+	uint64_t prev_seq = r->prev_seq, prev_addr = r->prev_addr, prev_stack = r->prev_stack;
 	int res;
 	/* the commonest records: their varints read inline */
 	if (capture_get_u64(&c->p, c->end, &dseq) < 0 ||
@@ -480,6 +484,8 @@ static int rec_event(struct reader *r, struct cursor *c, bool alloc)
 	uint64_t seq = prev_seq + dseq;
 	r->prev_seq = seq;
 	r->prev_addr = prev_addr + (uint64_t)capture_unzigzag(zaddr);
+	if (alloc && r->version >= 2) /* a delta from the last ALLOC's */
+		r->prev_stack = stack_id = prev_stack + (uint64_t)capture_unzigzag(stack_id);
 	uint32_t slot;
 	if (alloc && (res = raw_slot(r, stack_id, &slot)) < 0)
 		return res; /* the id is mentioned: an unknown frame if never described */
@@ -491,6 +497,7 @@ static int rec_event(struct reader *r, struct cursor *c, bool alloc)
 			.zchunk = r->zchunk,
 			.prev_seq = prev_seq,
 			.prev_addr = prev_addr,
+			.prev_stack = prev_stack,
 			.first_seq = seq,
 			.first_order = r->order,
 			.tid = r->chunk_tid,
@@ -518,6 +525,14 @@ static int rec_stack(struct reader *r, struct cursor *c)
 	int res;
 	if ((res = get_many(r, c, 3, &id, &parent, &ip)) < 0)
 		return res;
+	if (r->version >= 2) {
+		/* id - the last id, id - parent, ip - the last ip */
+		id = r->prev_node + (uint64_t)capture_unzigzag(id);
+		parent = id - (uint64_t)capture_unzigzag(parent);
+		ip = r->prev_node_ip + (uint64_t)capture_unzigzag(ip);
+		r->prev_node = id;
+		r->prev_node_ip = ip;
+	}
 	if (id == 0)
 		return bad_value(r, c, "stack id", id);
 	if ((res = raw_slot(r, id, &slot)) < 0)
@@ -877,6 +892,9 @@ static int read_chunk(struct reader *r, uint64_t off, const uint8_t *payload, si
 	struct cursor c = { .p = payload, .end = payload + len };
 	r->prev_seq = 0;
 	r->prev_addr = 0;
+	r->prev_stack = 0;
+	r->prev_node = 0;
+	r->prev_node_ip = 0;
 	r->run_open = false;
 	r->chunk_end = off + len;
 	while (c.p < c.end) {
@@ -1038,6 +1056,7 @@ static int read_all(struct reader *r)
 	if (hsize != CAPTURE_HEADER_SIZE)
 		return fail(r, 12, "corrupt capture: header size %u (expected %u)", hsize,
 			    CAPTURE_HEADER_SIZE);
+	r->version = r->src->version = version;
 	int res = read_chunks(r);
 	if (res < 0)
 		return res;

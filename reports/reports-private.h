@@ -64,6 +64,7 @@ struct reports_run {
 	uint64_t end;       /* file offset where its chunk ends */
 	uint64_t prev_seq;  /* the chunk's delta state before that record */
 	uint64_t prev_addr;
+	uint64_t prev_stack;
 	uint64_t first_seq;
 	uint64_t first_order; /* order (place in the file) of its first event */
 	uint64_t n_events;
@@ -75,6 +76,7 @@ struct reports_run {
 struct reports_source {
 	const uint8_t *data; /* the whole capture */
 	size_t len;
+	uint32_t version;    /* of the capture (version 2 delta-codes stack ids) */
 	void *map;           /* data is this mapping of the file (munmap'd)... */
 	uint8_t *owned;      /* ...or this copy (freed) */
 	struct reports_run *runs; /* sorted by (first_seq, first_order) */

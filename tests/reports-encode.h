@@ -20,7 +20,8 @@ struct enc {
 	uint8_t *buf;
 	size_t len, cap;
 	size_t chunk_start;
-	uint64_t prev_seq, prev_addr;
+	uint32_t version; /* 2, or 1 after enc_init_v1 (absolute stack ids) */
+	uint64_t prev_seq, prev_addr, prev_stack, prev_node, prev_node_ip;
 };
 
 static inline void enc_bytes(struct enc *e, const void *p, size_t n)
@@ -52,12 +53,24 @@ static inline void enc_put_u32_at(struct enc *e, size_t at, uint32_t v)
 	e->buf[at + 3] = (uint8_t)(v >> 24);
 }
 
-static inline void enc_init(struct enc *e)
+static inline void enc_init_version(struct enc *e, uint32_t version)
 {
 	memset(e, 0, sizeof(*e));
+	e->version = version;
 	enc_bytes(e, CAPTURE_MAGIC, CAPTURE_MAGIC_LEN);
-	enc_u32(e, CAPTURE_VERSION);
+	enc_u32(e, version);
 	enc_u32(e, CAPTURE_HEADER_SIZE);
+}
+
+static inline void enc_init(struct enc *e)
+{
+	enc_init_version(e, CAPTURE_VERSION);
+}
+
+/* A version 1 capture: stack ids written as they are. */
+static inline void enc_init_v1(struct enc *e)
+{
+	enc_init_version(e, 1);
 }
 
 static inline void enc_finish(struct enc *e)
@@ -75,6 +88,9 @@ static inline void enc_chunk_begin(struct enc *e, uint32_t tid)
 	enc_u32(e, 0);
 	e->prev_seq = 0;
 	e->prev_addr = 0;
+	e->prev_stack = 0;
+	e->prev_node = 0;
+	e->prev_node_ip = 0;
 }
 
 static inline void enc_chunk_end(struct enc *e)
@@ -146,9 +162,13 @@ static inline void enc_alloc(struct enc *e, uint64_t seq, uint64_t addr, uint64_
 	enc_u(e, seq - e->prev_seq);
 	enc_u(e, capture_zigzag((int64_t)(addr - e->prev_addr)));
 	enc_u(e, size);
-	enc_u(e, stack);
+	if (e->version >= 2)
+		enc_u(e, capture_zigzag((int64_t)(stack - e->prev_stack)));
+	else
+		enc_u(e, stack);
 	e->prev_seq = seq;
 	e->prev_addr = addr;
+	e->prev_stack = stack;
 }
 
 static inline void enc_free(struct enc *e, uint64_t seq, uint64_t addr)
@@ -163,9 +183,17 @@ static inline void enc_free(struct enc *e, uint64_t seq, uint64_t addr)
 static inline void enc_stack(struct enc *e, uint64_t id, uint64_t parent, uint64_t ip)
 {
 	enc_tag(e, CAPTURE_STACK);
-	enc_u(e, id);
-	enc_u(e, parent);
-	enc_u(e, ip);
+	if (e->version >= 2) {
+		enc_u(e, capture_zigzag((int64_t)(id - e->prev_node)));
+		enc_u(e, capture_zigzag((int64_t)(id - parent)));
+		enc_u(e, capture_zigzag((int64_t)(ip - e->prev_node_ip)));
+		e->prev_node = id;
+		e->prev_node_ip = ip;
+	} else {
+		enc_u(e, id);
+		enc_u(e, parent);
+		enc_u(e, ip);
+	}
 }
 
 static inline void enc_module(struct enc *e, uint64_t id, uint64_t bias, uint64_t start,

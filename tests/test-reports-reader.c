@@ -18,9 +18,9 @@ static const char *const argv3[] = { "./prog", "--flag", "x y" };
 
 /* Two threads: thread 2's chunk comes first in the file but holds later
  * sequence numbers, and uses a stack whose nodes thread 1 writes. */
-static void build_two_threads(struct enc *e)
+static void build_two_threads_version(struct enc *e, uint32_t version)
 {
-	enc_init(e);
+	enc_init_version(e, version);
 	enc_chunk_begin(e, 1);
 	enc_process(e, 4242, 3, argv3);
 	enc_module(e, 1, 0x1000, 0x1000, 0x9000, "/bin/prog");
@@ -42,6 +42,11 @@ static void build_two_threads(struct enc *e)
 	enc_sample(e, 1000000, 4);
 	enc_end(e, 2000000, 7, CAPTURE_END_EXIT, 3, 0);
 	enc_chunk_end(e);
+}
+
+static void build_two_threads(struct enc *e)
+{
+	build_two_threads_version(e, CAPTURE_VERSION);
 }
 
 /* The events of the capture load_ok() read last, streamed into an array. */
@@ -777,4 +782,34 @@ Test(reports_reader, damaged_compressed_chunk_is_an_error_at_its_offset)
 	cr_assert_eq(load_err(&e, &err), -EINVAL);
 	cr_assert(strstr(err.message, "at most"), "%s", err.message);
 	enc_finish(&e);
+}
+
+/* Version 1 wrote stack ids as they are (version 2 writes differences):
+ * both read to the same events and stacks. */
+Test(reports_reader, version_1_captures_read_like_version_2)
+{
+	struct enc e1, e2;
+	build_two_threads_version(&e1, 1);
+	build_two_threads_version(&e2, 2);
+	cr_assert_neq(e1.len, 0);
+	struct reports_capture *c1 = load_ok(&e1);
+	struct reports_event *v1 = events;
+	events = NULL;
+	struct reports_capture *c2 = load_ok(&e2);
+	cr_assert_eq(c1->n_events, c2->n_events);
+	cr_assert_eq(c1->n_nodes, c2->n_nodes);
+	for (size_t i = 0; i < c1->n_events; i++) {
+		uint64_t a[8], b[8];
+		cr_assert_eq(v1[i].seq, events[i].seq);
+		cr_assert_eq(v1[i].addr, events[i].addr);
+		size_t na = reports_stack_ips(c1, v1[i].stack, a, 8);
+		size_t nb = reports_stack_ips(c2, events[i].stack, b, 8);
+		cr_assert_eq(na, nb, "event %zu", i);
+		cr_assert_arr_eq(a, b, na * sizeof(a[0]));
+	}
+	free(v1);
+	reports_capture_destroy(c1);
+	reports_capture_destroy(c2);
+	enc_finish(&e1);
+	enc_finish(&e2);
 }

@@ -93,7 +93,7 @@ Test(tracer_encode, alloc_and_free_round_trip_with_deltas)
 			n += record_alloc_put(buf + n, &d, seqs[i], addrs[i], sizes[i], stacks[i]);
 	}
 	struct rd r = { buf, buf + n };
-	uint64_t prev_seq = 0, prev_addr = 0;
+	uint64_t prev_seq = 0, prev_addr = 0, prev_stack = 0;
 	for (int i = 0; i < N; i++) {
 		uint8_t t = tag(&r);
 		cr_assert_eq(t, kinds[i] ? CAPTURE_FREE : CAPTURE_ALLOC);
@@ -103,7 +103,8 @@ Test(tracer_encode, alloc_and_free_round_trip_with_deltas)
 		cr_assert_eq(prev_addr, addrs[i]);
 		if (!kinds[i]) {
 			cr_assert_eq(u(&r), sizes[i]);
-			cr_assert_eq(u(&r), stacks[i]);
+			prev_stack += (uint64_t)s(&r); /* version 2: a delta */
+			cr_assert_eq(prev_stack, stacks[i]);
 		}
 	}
 	cr_assert_eq(r.p, r.end);
@@ -145,7 +146,10 @@ Test(tracer_encode, every_other_record_reads_back)
 	st.large_blocks = 11;
 	st.large_bytes = 1 << 20;
 
-	n += record_stack_put(buf + n, 17, 3, 0x401234);
+	struct record_deltas d;
+	record_deltas_reset(&d);
+	n += record_stack_put(buf + n, &d, 17, 3, 0x401234);
+	n += record_stack_put(buf + n, &d, 18, 17, 0x401200);
 	n += record_module_put(buf + n, 2, 0x7f00, 0x7f1000, 0x7f9000, "/lib/libx.so", 12, bid,
 			       sizeof(bid));
 	n += record_unload_put(buf + n, 2, 99);
@@ -162,10 +166,15 @@ Test(tracer_encode, every_other_record_reads_back)
 
 	struct rd r = { buf, buf + n };
 	char sb[RECORD_PATH_MAX + 1];
+	/* version 2: id - previous id, id - parent, ip - previous ip */
 	cr_assert_eq(tag(&r), CAPTURE_STACK);
-	cr_assert_eq(u(&r), 17);
-	cr_assert_eq(u(&r), 3);
-	cr_assert_eq(u(&r), 0x401234);
+	cr_assert_eq(s(&r), 17);
+	cr_assert_eq(s(&r), 14);
+	cr_assert_eq(s(&r), 0x401234);
+	cr_assert_eq(tag(&r), CAPTURE_STACK);
+	cr_assert_eq(s(&r), 1);
+	cr_assert_eq(s(&r), 1);
+	cr_assert_eq(s(&r), -0x34);
 
 	cr_assert_eq(tag(&r), CAPTURE_MODULE);
 	cr_assert_eq(u(&r), 2);

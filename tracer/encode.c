@@ -111,9 +111,10 @@ size_t record_alloc_put(uint8_t *out, struct record_deltas *d, uint64_t seq,
 	n += put_u(out + n, seq - d->prev_seq);
 	n += put_s(out + n, (int64_t)(addr - d->prev_addr));
 	n += put_u(out + n, size);
-	n += put_u(out + n, stack_id);
+	n += put_s(out + n, (int64_t)(stack_id - d->prev_stack));
 	d->prev_seq = seq;
 	d->prev_addr = addr;
+	d->prev_stack = stack_id;
 	return n;
 }
 
@@ -128,13 +129,16 @@ size_t record_free_put(uint8_t *out, struct record_deltas *d, uint64_t seq, uint
 	return n;
 }
 
-size_t record_stack_put(uint8_t *out, uint64_t id, uint64_t parent, uint64_t ip)
+size_t record_stack_put(uint8_t *out, struct record_deltas *d, uint64_t id, uint64_t parent,
+			uint64_t ip)
 {
 	size_t n = 0;
 	out[n++] = CAPTURE_STACK;
-	n += put_u(out + n, id);
-	n += put_u(out + n, parent);
-	n += put_u(out + n, ip);
+	n += put_s(out + n, (int64_t)(id - d->prev_node));
+	n += put_s(out + n, (int64_t)(id - parent));
+	n += put_s(out + n, (int64_t)(ip - d->prev_node_ip));
+	d->prev_node = id;
+	d->prev_node_ip = ip;
 	return n;
 }
 

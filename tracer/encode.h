@@ -5,8 +5,8 @@
  * returns the number of bytes written; out must have room for the record's
  * maximum size (the RECORD_*_MAX constants, or record_*_max() for records
  * with strings).  Strings longer than their limit are cut at the limit.
- * ALLOC and FREE are delta-coded against a struct record_deltas that the
- * caller resets at the start of every chunk (record_deltas_reset).
+ * ALLOC, FREE and STACK are delta-coded against a struct record_deltas
+ * that the caller resets at the start of every chunk (record_deltas_reset).
  * Nothing here allocates, locks or makes a system call: the encoder runs
  * inside malloc and inside signal handlers.
  */
@@ -48,12 +48,14 @@
 struct record_deltas {
 	uint64_t prev_seq;
 	uint64_t prev_addr;
+	uint64_t prev_stack;    /* the last ALLOC's stack id */
+	uint64_t prev_node;     /* the last STACK's id */
+	uint64_t prev_node_ip;  /* ...and ip */
 };
 
 static inline void record_deltas_reset(struct record_deltas *d)
 {
-	d->prev_seq = 0;
-	d->prev_addr = 0;
+	*d = (struct record_deltas){ 0 };
 }
 
 /* Field writers, for records encoded outside this file (objects.c): an
@@ -81,7 +83,8 @@ size_t record_process_put(uint8_t *out, uint64_t pid, uint64_t ppid, uint64_t st
 size_t record_alloc_put(uint8_t *out, struct record_deltas *d, uint64_t seq,
 			uint64_t addr, uint64_t size, uint64_t stack_id);
 size_t record_free_put(uint8_t *out, struct record_deltas *d, uint64_t seq, uint64_t addr);
-size_t record_stack_put(uint8_t *out, uint64_t id, uint64_t parent, uint64_t ip);
+size_t record_stack_put(uint8_t *out, struct record_deltas *d, uint64_t id, uint64_t parent,
+			uint64_t ip);
 size_t record_module_put(uint8_t *out, uint64_t id, uint64_t bias, uint64_t start,
 			 uint64_t end, const char *path, size_t path_len,
 			 const uint8_t *build_id, size_t build_id_len);

@@ -574,7 +574,7 @@ static void emit_node(void *arg, uint32_t id, uint32_t parent, uint64_t ip)
 {
 	struct tbuf *b = arg;
 	uint8_t *o = tbuf_reserve(b, RECORD_STACK_MAX);
-	tbuf_commit(b, record_stack_put(o, id, parent, ip));
+	tbuf_commit(b, record_stack_put(o, &b->deltas, id, parent, ip));
 }
 
 /* follow-fork: a capture of our own, with every stack node written again

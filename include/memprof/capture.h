@@ -39,11 +39,16 @@
  * LEB128 varints ("u"), zigzag-encoded signed varints ("s"), or strings
  * ("str" := u(len) bytes[len], at most CAPTURE_STRING_MAX bytes, not
  * NUL-terminated).  Deltas are per chunk: at the start of every chunk the
- * previous sequence number and previous address are both 0.
+ * previous sequence number, address, stack id, node id and node ip are 0.
+ * Version 2 delta-codes the stack ids too (a program with deep recursion
+ * makes a new stack node for nearly every allocation, and their ids, read
+ * as differences, repeat: the compressor finds them again); version 1
+ * wrote ALLOC's stack_id and STACK's fields as they are.
  *
  *   PROCESS   u(pid) u(ppid) u(start_realtime_ns) str(exe) u(argc) str(argv)*
  *             u(flags)            -- once, in the first chunk of the file
- *   ALLOC     u(seq - prev_seq) s(addr - prev_addr) u(size) u(stack_id)
+ *   ALLOC     u(seq - prev_seq) s(addr - prev_addr) u(size)
+ *             s(stack_id - prev_stack_id)   -- the chunk's last ALLOC's
  *   FREE      u(seq - prev_seq) s(addr - prev_addr)
  *             A realloc is an ALLOC of the new block followed by a FREE of
  *             the old one (both also when the block did not move), so that
@@ -56,7 +61,8 @@
  *             that is still live: a realloc in place).  In a FORKED
  *             capture, a FREE may name a block inherited from the parent,
  *             which has no ALLOC in this capture.
- *   STACK     u(id) u(parent_id) u(ip)
+ *   STACK     s(id - prev_id) s(id - parent_id) s(ip - prev_ip)
+ *             (prev_id, prev_ip: the chunk's last STACK's)
  *             one node of the prefix tree of stacks: a stack is the chain of
  *             nodes from its id up to parent 0, innermost frame first.  The
  *             tracer skips its own frames but one: the innermost frame is
