@@ -39,6 +39,7 @@ struct block {
 	uint32_t site;
 	uint32_t next; /* a newer live block at the same address, or NO_SLOT */
 	uint16_t thread;
+	uint8_t seen;  /* classify: already matched with a scan block */
 };
 
 /* A site's counters during the pass, in one place (a program with deep
@@ -358,16 +359,6 @@ struct classified {
 	uint32_t record;
 };
 
-static int cmp_classified(const void *a, const void *b)
-{
-	const struct classified *x = a, *y = b;
-	if (x->kind != y->kind)
-		return x->kind < y->kind ? -1 : 1;
-	if (x->stack != y->stack)
-		return x->stack < y->stack ? -1 : 1;
-	return x->addr < y->addr ? -1 : x->addr > y->addr;
-}
-
 /* The order of loss records, memcheck's: smallest total first. */
 int reports_leak_record_cmp(const void *a, const void *b)
 {
@@ -385,11 +376,13 @@ int reports_leak_record_cmp(const void *a, const void *b)
 struct classify_ctx {
 	const struct reports_capture *cap;
 	struct reports_analysis *an;
-	struct reports_map *scan;
 	struct classified *cl;
 	size_t n;
+	const struct reports_scan_block *sb; /* the scan's block, or NULL */
 };
 
+/* Adds a live block to the list, of the scan block's kind (reachable
+ * without one). */
 static void classify_block(struct block *b, void *arg)
 {
 	struct classify_ctx *x = arg;
@@ -400,17 +393,50 @@ static void classify_block(struct block *b, void *arg)
 	c->size = b->size;
 	c->stack = site->stack;
 	c->kind = REPORTS_LEAK_REACHABLE;
-	uint32_t sb;
-	if (reports_map_get(x->scan, b->addr, &sb)) {
-		c->kind = kind_of_scan(x->cap->scan_blocks[sb].kind);
-		c->indirect_of = x->cap->scan_blocks[sb].indirect_of;
+	c->indirect_of = 0;
+	if (x->sb) {
+		c->kind = kind_of_scan(x->sb->kind);
+		c->indirect_of = x->sb->indirect_of;
 	}
+	b->seen = 1;
 	site->leaked_bytes += b->size;
 	site->leaked_blocks++;
 	an->totals.live_blocks_at_exit++;
 	an->totals.live_bytes_at_exit += b->size;
 	an->leaks[c->kind].bytes += b->size;
 	an->leaks[c->kind].blocks++;
+}
+
+static void classify_unseen(struct block *b, void *arg)
+{
+	if (!b->seen)
+		classify_block(b, arg);
+}
+
+static int cmp_classified_addr(const void *a, const void *b)
+{
+	const struct classified *x = a, *y = b;
+	return x->addr < y->addr ? -1 : x->addr > y->addr;
+}
+
+static int cmp_scan_addr(const void *a, const void *b, void *arg)
+{
+	const struct reports_scan_block *sb = arg;
+	uint64_t x = sb[*(const uint32_t *)a].addr, y = sb[*(const uint32_t *)b].addr;
+	return x < y ? -1 : x > y;
+}
+
+/* One group of blocks: a loss record's kind and stack, its blocks' place. */
+struct bucket {
+	uint64_t key; /* kind << 32 | stack */
+	size_t count;
+	size_t at;
+};
+
+static int cmp_bucket(const void *a, const void *b)
+{
+	const struct bucket *x = a, *y = b;
+	return x->key < y->key ? -1 : x->key > y->key;
 }
 
 /* The scan that classifies: the last one made at exit, else the last. */
@@ -422,35 +448,115 @@ static size_t chosen_scan(const struct reports_capture *cap)
 	return cap->n_scans - 1;
 }
 
-/* Classifies the blocks live at the end and groups them into records. */
+/* Classifies the blocks live at the end and groups them into records.
+ * Without a sort of all the blocks or a map of their addresses (a leaked
+ * 2 GiB heap has 16 million): the scan's blocks come in address order
+ * (sorted here if they do not) and find their live block in the replay's
+ * table; the live blocks the scan did not see (reachable) are sorted and
+ * merged in, so the list is in address order; a counting pass then groups
+ * it by (kind, stack), stable, as memcheck lists them. */
 static int classify(struct builder *bd, struct replay *rp)
 {
 	const struct reports_capture *cap = bd->cap;
 	struct reports_analysis *an = bd->an;
-	struct reports_map scan = { 0 }; /* address -> block of the chosen scan */
-	struct classified *cl = NULL;
-	size_t n = 0;
+	struct classified *byaddr = NULL, *cl = NULL;
+	uint32_t *scan_order = NULL, *pos = NULL;
+	struct bucket *buckets = NULL;
+	size_t n_buckets = 0, cap_buckets = 0, n_scan = 0, cap_scan = 0;
+	struct reports_map bucket_of = { 0 };
+	size_t n_live = rp->n_live;
 	int res = -ENOMEM;
 
+	byaddr = calloc(n_live ? n_live : 1, sizeof(*byaddr));
+	cl = calloc(n_live ? n_live : 1, sizeof(*cl));
+	pos = calloc(n_live ? n_live : 1, sizeof(*pos));
+	if (!byaddr || !cl || !pos)
+		goto out;
+	struct classify_ctx ctx = { cap, an, byaddr, 0, NULL };
 	an->scanned = cap->n_scans > 0;
 	if (an->scanned) {
 		size_t chosen = chosen_scan(cap);
 		an->scan_partial = cap->scans[chosen].flags & CAPTURE_SCAN_PARTIAL;
 		an->scan_on_demand = !(cap->scans[chosen].flags & CAPTURE_SCAN_AT_EXIT);
-		for (size_t i = 0; i < cap->n_scan_blocks; i++)
-			if (cap->scan_blocks[i].scan == chosen &&
-			    (i >= UINT32_MAX ||
-			     reports_map_put(&scan, cap->scan_blocks[i].addr, (uint32_t)i) < 0))
+		bool sorted = true;
+		for (size_t i = 0; i < cap->n_scan_blocks && i < UINT32_MAX; i++) {
+			if (cap->scan_blocks[i].scan != chosen)
+				continue;
+			uint32_t k = (uint32_t)i;
+			if (n_scan > 0 &&
+			    cap->scan_blocks[scan_order[n_scan - 1]].addr >= cap->scan_blocks[i].addr)
+				sorted = false;
+			if (reports_vec_push(&scan_order, &n_scan, &cap_scan, &k, sizeof(k)) < 0)
 				goto out;
+		}
+		if (!sorted)
+			qsort_r(scan_order, n_scan, sizeof(*scan_order), cmp_scan_addr,
+				(void *)cap->scan_blocks);
+		for (size_t k = 0; k < n_scan; k++) {
+			const struct reports_scan_block *sb = &cap->scan_blocks[scan_order[k]];
+			size_t slot = rp_find(rp, sb->addr);
+			if (slot == SIZE_MAX || rp->slots[slot].seen)
+				continue;
+			ctx.sb = sb;
+			classify_block(&rp->slots[slot], &ctx);
+			for (uint32_t d = rp->slots[slot].next; d != NO_SLOT; d = rp->dups[d].next)
+				classify_block(&rp->dups[d], &ctx);
+		}
 	}
-	cl = calloc(rp->n_live ? rp->n_live : 1, sizeof(*cl));
-	if (!cl)
+	/* the rest: reachable, sorted, merged in */
+	size_t n_scanned = ctx.n;
+	ctx.sb = NULL;
+	replay_foreach(rp, classify_unseen, &ctx);
+	size_t n = ctx.n;
+	if (n - n_scanned > 1)
+		qsort(byaddr + n_scanned, n - n_scanned, sizeof(*byaddr), cmp_classified_addr);
+	if (n_scanned > 0 && n > n_scanned) {
+		/* merge [0, n_scanned) and [n_scanned, n) through cl */
+		size_t a = 0, b = n_scanned, o = 0;
+		while (a < n_scanned || b < n)
+			cl[o++] = b >= n || (a < n_scanned && byaddr[a].addr <= byaddr[b].addr)
+					  ? byaddr[a++] : byaddr[b++];
+		memcpy(byaddr, cl, n * sizeof(*cl));
+	}
+	/* the groups, in (kind, stack) order, each block's place in them */
+	for (size_t i = 0; i < n; i++) {
+		uint64_t key = (uint64_t)byaddr[i].kind << 32 | byaddr[i].stack;
+		uint32_t g;
+		int added = reports_map_add(&bucket_of, key, (uint32_t)n_buckets, &g);
+		if (added < 0)
+			goto out;
+		if (added == 0) {
+			struct bucket bk = { key, 0, 0 };
+			g = (uint32_t)n_buckets;
+			if (n_buckets >= UINT32_MAX - 1 ||
+			    reports_vec_push(&buckets, &n_buckets, &cap_buckets, &bk, sizeof(bk)) < 0)
+				goto out;
+		}
+		buckets[g].count++;
+		pos[i] = g;
+	}
+	/* the map names buckets by their place before the sort: keep it */
+	uint32_t *rank = calloc(n_buckets ? n_buckets : 1, sizeof(*rank));
+	if (!rank)
 		goto out;
-	struct classify_ctx ctx = { cap, an, &scan, cl, 0 };
-	replay_foreach(rp, classify_block, &ctx);
-	n = ctx.n;
-	if (n > 1)
-		qsort(cl, n, sizeof(*cl), cmp_classified);
+	for (size_t g = 0; g < n_buckets; g++)
+		buckets[g].at = g; /* remember the bucket's number across the sort */
+	if (n_buckets > 1)
+		qsort(buckets, n_buckets, sizeof(*buckets), cmp_bucket);
+	size_t at = 0;
+	for (size_t r = 0; r < n_buckets; r++) {
+		rank[buckets[r].at] = (uint32_t)r;
+		buckets[r].at = at;
+		at += buckets[r].count;
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct bucket *bk = &buckets[rank[pos[i]]];
+		size_t to = bk->at++;
+		cl[to] = byaddr[i];
+		cl[to].record = rank[pos[i]];
+		pos[i] = (uint32_t)to; /* byaddr[i] is cl[pos[i]] */
+	}
+	free(rank);
 	/* leaks: the blocks themselves, for suppressions and cycles (leaks.c) */
 	an->leak_blocks = calloc(n ? n : 1, sizeof(*an->leak_blocks));
 	if (!an->leak_blocks)
@@ -461,42 +567,52 @@ static int classify(struct builder *bd, struct replay *rp)
 			UINT32_MAX, -1,
 		};
 	an->n_leak_blocks = n;
-	/* one record per (kind, stack); remember each block's record */
-	size_t cap_records = 0;
-	reports_map_finish(&scan);
-	for (size_t i = 0; i < n; i++) {
-		struct reports_leak_record *last =
-			an->n_leak_records ? &an->leak_records[an->n_leak_records - 1] : NULL;
-		if (!last || last->kind != cl[i].kind || last->stack != cl[i].stack) {
-			struct reports_leak_record rec = { .kind = cl[i].kind, .stack = cl[i].stack };
-			if (reports_vec_push(&an->leak_records, &an->n_leak_records, &cap_records,
-					     &rec, sizeof(rec)) < 0)
-				goto out;
-			last = &an->leak_records[an->n_leak_records - 1];
-		}
-		last->bytes += cl[i].size;
-		last->blocks++;
-		cl[i].record = (uint32_t)an->n_leak_records - 1;
-		if (reports_map_put(&scan, cl[i].addr, (uint32_t)i) < 0)
+	/* one record per (kind, stack), in the order of the groups */
+	if (n_buckets > 0) {
+		an->leak_records = calloc(n_buckets, sizeof(*an->leak_records));
+		if (!an->leak_records)
 			goto out;
 	}
-	/* indirectly lost blocks count with the record of the block they hang off */
+	an->n_leak_records = n_buckets;
+	for (size_t i = 0; i < n; i++) {
+		struct reports_leak_record *rec = &an->leak_records[cl[i].record];
+		rec->kind = cl[i].kind;
+		rec->stack = cl[i].stack;
+		rec->bytes += cl[i].size;
+		rec->blocks++;
+	}
+	/* indirectly lost blocks count with the record of the block they hang
+	 * off, found by address among the blocks in address order */
 	for (size_t i = 0; i < n; i++) {
 		if (cl[i].kind != REPORTS_LEAK_INDIRECT || !cl[i].indirect_of)
 			continue;
-		uint32_t owner;
-		if (!reports_map_get(&scan, cl[i].indirect_of, &owner) ||
-		    cl[owner].kind == REPORTS_LEAK_INDIRECT)
+		size_t lo = 0, hi = n;
+		while (lo < hi) {
+			size_t mid = lo + (hi - lo) / 2;
+			if (byaddr[mid].addr < cl[i].indirect_of)
+				lo = mid + 1;
+			else
+				hi = mid;
+		}
+		if (lo == n || byaddr[lo].addr != cl[i].indirect_of)
 			continue;
-		struct reports_leak_record *rec = &an->leak_records[cl[owner].record];
+		const struct classified *owner = &cl[pos[lo]];
+		if (owner->kind == REPORTS_LEAK_INDIRECT)
+			continue;
+		struct reports_leak_record *rec = &an->leak_records[owner->record];
 		rec->indirect_bytes += cl[i].size;
 		rec->indirect_blocks++;
 	}
 	if (an->n_leak_records > 1)
-		qsort(an->leak_records, an->n_leak_records, sizeof(*an->leak_records), reports_leak_record_cmp);
+		qsort(an->leak_records, an->n_leak_records, sizeof(*an->leak_records),
+		      reports_leak_record_cmp);
 	res = 0;
 out:
-	reports_map_finish(&scan);
+	reports_map_finish(&bucket_of);
+	free(buckets);
+	free(scan_order);
+	free(byaddr);
+	free(pos);
 	free(cl);
 	return res;
 }
