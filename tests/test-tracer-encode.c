@@ -321,3 +321,42 @@ Test(tracer_encode, process_splits_cmdline_into_arguments)
 	cr_assert_eq(u(&r), CAPTURE_PROCESS_FORKED);
 	cr_assert_eq(r.p, r.end);
 }
+
+/* The byte loop that defines capture_checksum (capture.h), with nothing
+ * clever in it. */
+static uint32_t checksum_reference(const uint8_t *p, size_t n)
+{
+	uint64_t a = 1, b = 0;
+	for (size_t i = 0; i < n; i++) {
+		a = (a + p[i]) % 65521u;
+		b = (b + a) % 65521u;
+	}
+	return (uint32_t)(b << 16 | a);
+}
+
+Test(tracer_encode, the_fast_checksum_equals_the_byte_loop)
+{
+	enum { MAX = 3 * 5552 + 100 };
+	uint8_t *buf = malloc(MAX + 16);
+	uint64_t x = 0x9e3779b97f4a7c15ull;
+	for (unsigned round = 0; round < 3000; round++) {
+		/* every short length, then lengths around the 5552-byte and
+		 * 16-byte boundaries, random contents, all-0xff for the
+		 * largest sums, at every alignment */
+		size_t len = round < 600 ? round : (size_t)(x % MAX);
+		if (round % 7 == 3)
+			len = 5552u * (1 + round % 3) + (round % 33) - 16;
+		if (len > MAX)
+			len = MAX;
+		size_t off = round % 16;
+		for (size_t i = 0; i < len; i++) {
+			x ^= x << 13;
+			x ^= x >> 7;
+			x ^= x << 17;
+			buf[off + i] = round % 5 == 0 ? 0xff : (uint8_t)x;
+		}
+		cr_assert_eq(capture_checksum(buf + off, len), checksum_reference(buf + off, len),
+			     "length %zu offset %zu", len, off);
+	}
+	free(buf);
+}
