@@ -25,6 +25,7 @@
  * widen) is rejected without any lock.
  */
 #include <errno.h>
+#include <sched.h>
 #include <string.h>
 
 #include "pool-private.h"
@@ -32,7 +33,7 @@
 #define LARGE_STRIPES 64u
 #define LARGE_DEAD_MAX 16u
 #define LARGE_SLAB_SIZE (64u * 1024u)
-#define LARGE_MIN_BUCKETS 512u
+#define LARGE_MIN_BUCKETS 16u /* per stripe: few, so that the hot ones stay cached */
 
 struct large_node {
 	uintptr_t start;
@@ -51,7 +52,8 @@ struct large_slab {
 };
 
 struct large_stripe {
-	pthread_mutex_t lock;
+	int lock; /* a spin lock: held for a few loads and stores */
+	uint64_t gen; /* bumped by every alloc and free here, under the lock */
 	struct large_node **buckets;
 	size_t nbuckets;
 	size_t count; /* nodes in the table, live and dead */
@@ -62,11 +64,55 @@ struct large_stripe {
 	struct large_slab *slabs;
 } __attribute__((aligned(64)));
 
-static struct large_stripe stripes[LARGE_STRIPES] = {
-	[0 ... LARGE_STRIPES - 1] = { .lock = PTHREAD_MUTEX_INITIALIZER },
-};
+static struct large_stripe stripes[LARGE_STRIPES];
 static uintptr_t large_lo = UINTPTR_MAX, large_hi;
-static uint64_t large_gen;
+
+/* The stripe locks are taken on every large alloc and free, uncontended
+ * but for a moment: a spin lock costs one exchange where a mutex costs a
+ * call, and yielding keeps a preempted holder from stalling the others. */
+static void stripe_lock(struct large_stripe *s)
+{
+	unsigned spins = 0;
+	while (__atomic_exchange_n(&s->lock, 1, __ATOMIC_ACQUIRE) != 0) {
+		while (__atomic_load_n(&s->lock, __ATOMIC_RELAXED) != 0) {
+			if (++spins > 64)
+				sched_yield();
+			else
+				__builtin_ia32_pause();
+		}
+	}
+}
+
+static void stripe_unlock(struct large_stripe *s)
+{
+	__atomic_store_n(&s->lock, 0, __ATOMIC_RELEASE);
+}
+
+/* Every block change bumps its stripe's gen (under the stripe's lock,
+ * no shared counter on the hot path); the index is current while the sum
+ * of all gens has not moved (they only grow). */
+static uint64_t large_gen(void)
+{
+	uint64_t g = 0;
+	for (unsigned i = 0; i < LARGE_STRIPES; i++)
+		g += __atomic_load_n(&stripes[i].gen, __ATOMIC_ACQUIRE);
+	return g;
+}
+
+static void gen_bump(struct large_stripe *s)
+{
+	__atomic_store_n(&s->gen, s->gen + 1, __ATOMIC_RELEASE);
+}
+
+/* The node of the calling thread's latest large block, for
+ * pool_large_set_owner() right after the allocation: the block is not the
+ * program's yet, so nobody else frees it meanwhile.  The address is kept
+ * inverted: the leak scan reads thread-local storage as a root, and must
+ * not take this for a pointer to the block. */
+static __thread struct {
+	uintptr_t start_inv; /* ~start; 0 (~start of nothing): none */
+	struct large_node *node;
+} last_alloc __attribute__((tls_model("initial-exec")));
 
 static uint64_t addr_hash(uintptr_t a)
 {
@@ -216,10 +262,10 @@ static bool track(void *p, void *raw, size_t size, struct large_node *reuse)
 {
 	uintptr_t a = (uintptr_t)p;
 	struct large_stripe *s = stripe_of(a);
-	pthread_mutex_lock(&s->lock);
+	stripe_lock(s);
 	struct large_node *n = reuse ? reuse : node_new(s);
 	if (!n) {
-		pthread_mutex_unlock(&s->lock);
+		stripe_unlock(s);
 		return false;
 	}
 	if (!reuse) {
@@ -231,11 +277,14 @@ static bool track(void *p, void *raw, size_t size, struct large_node *reuse)
 	n->raw = (uintptr_t)raw;
 	n->size = size;
 	bool ok = insert_locked(s, n);
-	pthread_mutex_unlock(&s->lock);
+	if (ok)
+		gen_bump(s);
+	stripe_unlock(s);
 	if (!ok)
 		return false;
+	last_alloc.start_inv = ~a;
+	last_alloc.node = n;
 	widen_bounds(a, a + (size ? size : 1));
-	__atomic_fetch_add(&large_gen, 1, __ATOMIC_RELEASE);
 	return true;
 }
 
@@ -380,15 +429,15 @@ static uintptr_t index_find(uintptr_t addr)
 {
 	uintptr_t found = 0;
 	pthread_mutex_lock(&index_lock);
-	uint64_t gen = __atomic_load_n(&large_gen, __ATOMIC_ACQUIRE);
+	uint64_t gen = large_gen();
 	if (!ix.valid || ix.gen != gen) {
 		for (unsigned i = 0; i < LARGE_STRIPES; i++)
-			pthread_mutex_lock(&stripes[i].lock);
-		gen = __atomic_load_n(&large_gen, __ATOMIC_ACQUIRE);
+			stripe_lock(&stripes[i]);
+		gen = large_gen();
 		ix.valid = index_build();
 		ix.gen = gen;
 		for (unsigned i = LARGE_STRIPES; i-- > 0;)
-			pthread_mutex_unlock(&stripes[i].lock);
+			stripe_unlock(&stripes[i]);
 	}
 	if (ix.valid) {
 		uintptr_t page = addr / POOL_PAGE_SIZE;
@@ -435,17 +484,23 @@ static enum pool_free_result classify(uintptr_t a, bool known_dead)
 	return known_dead ? POOL_FREE_DOUBLE : POOL_FREE_FOREIGN;
 }
 
-enum pool_free_result pool_large_free(void *ptr)
+enum pool_free_result pool_large_free(void *ptr, uint32_t free_stack_id, size_t *size)
 {
 	uintptr_t a = (uintptr_t)ptr;
 	struct large_stripe *s = stripe_of(a);
-	pthread_mutex_lock(&s->lock);
+	stripe_lock(s);
 	struct large_node *n = find(s, a);
 	if (!n || !n->live) {
-		pthread_mutex_unlock(&s->lock);
+		stripe_unlock(s);
 		return classify(a, n != NULL);
 	}
+	if (free_stack_id)
+		n->free_stack_id = free_stack_id;
+	*size = n->size;
+	if (last_alloc.start_inv == ~a)
+		last_alloc.start_inv = 0;
 	n->live = false;
+	gen_bump(s);
 	void *raw = (void *)n->raw;
 	s->live--;
 	s->live_bytes -= n->size;
@@ -462,8 +517,7 @@ enum pool_free_result pool_large_free(void *ptr)
 		chain_unlink(s, old);
 		node_release(s, old);
 	}
-	pthread_mutex_unlock(&s->lock);
-	__atomic_fetch_add(&large_gen, 1, __ATOMIC_RELEASE);
+	stripe_unlock(s);
 	__libc_free(raw);
 	return POOL_FREE_OK;
 }
@@ -472,10 +526,10 @@ void *pool_large_realloc(void *ptr, size_t size, enum pool_free_result *bad)
 {
 	uintptr_t a = (uintptr_t)ptr;
 	struct large_stripe *s = stripe_of(a);
-	pthread_mutex_lock(&s->lock);
+	stripe_lock(s);
 	struct large_node *n = find(s, a);
 	if (!n || !n->live) {
-		pthread_mutex_unlock(&s->lock);
+		stripe_unlock(s);
 		enum pool_free_result why = classify(a, n != NULL);
 		if (bad)
 			*bad = why;
@@ -483,13 +537,14 @@ void *pool_large_realloc(void *ptr, size_t size, enum pool_free_result *bad)
 	}
 	size_t old_size = n->size;
 	if (size <= POOL_SMALL_MAX || n->raw != n->start) {
-		pthread_mutex_unlock(&s->lock);
+		stripe_unlock(s);
 		/* To a small block, or from a block aligned by hand. */
 		void *q = pool_malloc(size);
 		if (!q)
 			return NULL;
 		memcpy(q, ptr, old_size < size ? old_size : size);
-		pool_large_free(ptr);
+		size_t freed;
+		pool_large_free(ptr, 0, &freed);
 		return q;
 	}
 	/* Detach the node (keeping it, so that re-tracking cannot fail),
@@ -497,8 +552,8 @@ void *pool_large_realloc(void *ptr, size_t size, enum pool_free_result *bad)
 	chain_unlink(s, n);
 	s->live--;
 	s->live_bytes -= old_size;
-	pthread_mutex_unlock(&s->lock);
-	__atomic_fetch_add(&large_gen, 1, __ATOMIC_RELEASE);
+	gen_bump(s);
+	stripe_unlock(s);
 	void *q = __libc_realloc(ptr, size);
 	if (!q) {
 		track(ptr, ptr, old_size, n);
@@ -512,48 +567,58 @@ size_t pool_large_usable(const void *ptr)
 {
 	uintptr_t a = (uintptr_t)ptr;
 	struct large_stripe *s = stripe_of(a);
-	pthread_mutex_lock(&s->lock);
+	stripe_lock(s);
 	struct large_node *n = find(s, a);
 	size_t r = n && n->live ? n->size : 0;
-	pthread_mutex_unlock(&s->lock);
+	stripe_unlock(s);
 	return r;
 }
 
 void pool_large_set_owner(void *ptr, uint32_t stack_id, uint64_t seq)
 {
 	uintptr_t a = (uintptr_t)ptr;
+	struct large_node *last = last_alloc.node;
+	if (last_alloc.start_inv == ~a && __atomic_load_n(&last->start, __ATOMIC_RELAXED) == a &&
+	    __atomic_load_n(&last->live, __ATOMIC_RELAXED)) {
+		/* our own fresh block: readers (lookups, the scan) take the
+		 * lock and may see the owner a moment late, as before */
+		last_alloc.start_inv = 0;
+		__atomic_store_n(&last->stack_id, stack_id, __ATOMIC_RELAXED);
+		__atomic_store_n(&last->seq, seq, __ATOMIC_RELAXED);
+		return;
+	}
 	struct large_stripe *s = stripe_of(a);
-	pthread_mutex_lock(&s->lock);
+	stripe_lock(s);
 	struct large_node *n = find(s, a);
 	if (n && n->live) {
 		n->stack_id = stack_id;
 		n->seq = seq;
 	}
-	pthread_mutex_unlock(&s->lock);
+	stripe_unlock(s);
 }
 
 void pool_large_set_freer(void *ptr, uint32_t stack_id)
 {
 	uintptr_t a = (uintptr_t)ptr;
 	struct large_stripe *s = stripe_of(a);
-	pthread_mutex_lock(&s->lock);
+	stripe_lock(s);
 	struct large_node *n = find(s, a);
 	if (n && n->live)
 		n->free_stack_id = stack_id;
-	pthread_mutex_unlock(&s->lock);
+	stripe_unlock(s);
 }
 
 static bool find_fill(uintptr_t start, uintptr_t addr, struct pool_block *out, bool any)
 {
 	struct large_stripe *s = stripe_of(start);
 	bool ok = false;
-	pthread_mutex_lock(&s->lock);
+	stripe_lock(s);
 	struct large_node *n = find(s, start);
 	if (n && (n->live || any) && addr - start < (n->size ? n->size : 1)) {
 		fill(n, out);
 		ok = true;
 	}
-	pthread_mutex_unlock(&s->lock);
+	stripe_unlock(s);
 	return ok;
 }
 
@@ -572,7 +637,7 @@ size_t pool_large_foreach(void (*fn)(const struct pool_block *blk, void *arg), v
 	size_t count = 0;
 	for (unsigned i = 0; i < LARGE_STRIPES; i++) {
 		struct large_stripe *s = &stripes[i];
-		pthread_mutex_lock(&s->lock);
+		stripe_lock(s);
 		for (size_t b = 0; b < s->nbuckets; b++) {
 			for (struct large_node *n = s->buckets[b]; n; n = n->next) {
 				if (!n->live)
@@ -583,7 +648,7 @@ size_t pool_large_foreach(void (*fn)(const struct pool_block *blk, void *arg), v
 				count++;
 			}
 		}
-		pthread_mutex_unlock(&s->lock);
+		stripe_unlock(s);
 	}
 	return count;
 }
@@ -593,10 +658,10 @@ void pool_large_counters(size_t *blocks, size_t *bytes)
 	*blocks = *bytes = 0;
 	for (unsigned i = 0; i < LARGE_STRIPES; i++) {
 		struct large_stripe *s = &stripes[i];
-		pthread_mutex_lock(&s->lock);
+		stripe_lock(s);
 		*blocks += s->live;
 		*bytes += s->live_bytes;
-		pthread_mutex_unlock(&s->lock);
+		stripe_unlock(s);
 	}
 }
 
@@ -604,13 +669,13 @@ void pool_large_own_ranges(void (*fn)(uintptr_t lo, uintptr_t hi, void *arg), vo
 {
 	for (unsigned i = 0; i < LARGE_STRIPES; i++) {
 		struct large_stripe *s = &stripes[i];
-		pthread_mutex_lock(&s->lock);
+		stripe_lock(s);
 		if (s->buckets)
 			fn((uintptr_t)s->buckets,
 			   (uintptr_t)s->buckets + s->nbuckets * sizeof(*s->buckets), arg);
 		for (struct large_slab *sl = s->slabs; sl; sl = sl->next)
 			fn((uintptr_t)sl, (uintptr_t)sl + LARGE_SLAB_SIZE, arg);
-		pthread_mutex_unlock(&s->lock);
+		stripe_unlock(s);
 	}
 	pthread_mutex_lock(&index_lock);
 	if (ix.map)
@@ -622,19 +687,19 @@ void pool_large_fork_prepare(void)
 {
 	pthread_mutex_lock(&index_lock);
 	for (unsigned i = 0; i < LARGE_STRIPES; i++)
-		pthread_mutex_lock(&stripes[i].lock);
+		stripe_lock(&stripes[i]);
 }
 
 void pool_large_fork_parent(void)
 {
 	for (unsigned i = LARGE_STRIPES; i-- > 0;)
-		pthread_mutex_unlock(&stripes[i].lock);
+		stripe_unlock(&stripes[i]);
 	pthread_mutex_unlock(&index_lock);
 }
 
 void pool_large_fork_child(void)
 {
 	for (unsigned i = 0; i < LARGE_STRIPES; i++)
-		pthread_mutex_init(&stripes[i].lock, NULL);
+		__atomic_store_n(&stripes[i].lock, 0, __ATOMIC_RELAXED);
 	pthread_mutex_init(&index_lock, NULL);
 }

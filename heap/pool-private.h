@@ -99,21 +99,24 @@ struct pool_info {
 
 struct pool_heap;
 
-/* A pool's header.  Fields above thread_free are the owner's (or, for an
- * EMPTY/ABANDONED pool, guarded by the lock of the list it is in);
- * thread_free is pushed by other threads (lock-free) and lives on its own
- * cache line. */
+/* A pool's header, in three cache lines: the fields any thread reads to
+ * free into the pool (written when the pool is carved or changes hands),
+ * the owner's working fields (written at every local malloc and free; on
+ * the first line they made every remote free miss), and thread_free,
+ * pushed by other threads (lock-free).  The owner's fields (or, for an
+ * EMPTY/ABANDONED pool, the lock of the list it is in) guard all but
+ * thread_free. */
 struct pool_hdr {
-	void *free;              /* local free list, LIFO, linked through blocks */
-	uint32_t used;           /* blocks out: live + in thread_free */
 	uint32_t bump;           /* blocks carved so far (lazy carving) */
 	uint32_t capacity;       /* POOL_POOL_SIZE / block size */
 	uint8_t cls;             /* size class; kept after the pool empties */
 	uint8_t state;           /* POOL_STATE_* (atomic byte) */
 	uint8_t slot;            /* index in the arena, 1..63 */
-	struct pool_hdr *prev, *next; /* in a heap list, abandoned or free list */
 	struct pool_heap *owner; /* atomic; NULL when not owned by a thread */
 	uintptr_t base;          /* first byte of the pool */
+	void *free __attribute__((aligned(64))); /* local free list, LIFO, linked through blocks */
+	uint32_t used;           /* blocks out: live + in thread_free */
+	struct pool_hdr *prev, *next; /* in a heap list, abandoned or free list */
 	void *thread_free __attribute__((aligned(64))); /* atomic LIFO */
 } __attribute__((aligned(64)));
 
@@ -191,7 +194,7 @@ void pool_arena_own_ranges(void (*fn)(uintptr_t lo, uintptr_t hi, void *arg), vo
 /* ---- pool-large.c: blocks served by the raw allocator -------------------- */
 
 void *pool_large_alloc(size_t size, size_t alignment, bool zero);
-enum pool_free_result pool_large_free(void *ptr);
+enum pool_free_result pool_large_free(void *ptr, uint32_t free_stack_id, size_t *size);
 void *pool_large_realloc(void *ptr, size_t size, enum pool_free_result *bad);
 bool pool_large_lookup(uintptr_t addr, struct pool_block *out, bool any);
 size_t pool_large_usable(const void *ptr);

@@ -131,6 +131,16 @@ void pool_assert_fail(const char *expr, const char *file, int line)
 
 static __thread struct pool_heap *tl_heap __attribute__((tls_model("initial-exec")));
 
+/* The block this thread handed out last and where its metadata is, so
+ * that pool_block_set_owner() right after the allocation finds it without
+ * a lookup.  The address is kept inverted: the leak scan reads
+ * thread-local storage as a root and must not take it for a pointer. */
+static __thread struct {
+	uintptr_t start_inv; /* ~start, 0: none */
+	uint32_t *w;
+	struct pool_info *info;
+} tl_last __attribute__((tls_model("initial-exec")));
+
 static pthread_mutex_t heaps_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct pool_heap *heaps_all;  /* registry, never shrinks */
 static struct pool_heap *heaps_free; /* recycled, from exited threads */
@@ -140,6 +150,16 @@ static size_t heap_slab_left;
 
 static pthread_mutex_t abandon_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct pool_hdr *abandoned[POOL_NUM_CLASSES];
+
+/* Every pool this thread gives back goes through here.  While tl_last is
+ * set, its block's pool is this thread's and not given back, so its arena
+ * and metadata stay mapped (another thread only ever releases a pool
+ * nobody owns). */
+static void release_pool(struct pool_hdr *p)
+{
+	tl_last.start_inv = 0;
+	pool_arena_release(p);
+}
 
 /* Heaps are never unmapped: a thread freeing remotely may still bump the
  * hint of a heap whose thread has exited, which must stay harmless. */
@@ -297,7 +317,7 @@ static void sweep_full(struct pool_heap *h, unsigned c)
 			collect(p);
 			list_remove(&h->full[c], p);
 			if (p->used == 0 && h->used[c]) {
-				pool_arena_release(p);
+				release_pool(p);
 			} else {
 				set_state(p, POOL_STATE_USED);
 				list_push(&h->used[c], p);
@@ -355,6 +375,9 @@ static inline void *take_block(struct pool_hdr *p, size_t size)
 	/* Live, with nothing recorded: the info of the block's previous
 	 * life is ignored from now on. */
 	__atomic_store_n(w, (uint32_t)size | POOL_W_LIVE, __ATOMIC_RELAXED);
+	tl_last.start_inv = ~(uintptr_t)b;
+	tl_last.w = w;
+	tl_last.info = pool_info_of(ar, p->slot, idx);
 	return b;
 }
 
@@ -446,7 +469,7 @@ static bool abandoned_free(struct pool_hdr *p, void *b)
 	collect(p);
 	if (p->used == 0) {
 		list_remove(&abandoned[p->cls], p);
-		pool_arena_release(p);
+		release_pool(p);
 	}
 	pthread_mutex_unlock(&abandon_lock);
 	return true;
@@ -500,11 +523,14 @@ static void local_free_slow(struct pool_heap *h, struct pool_hdr *p)
 	}
 	if (p->used == 0 && h->used[c] != p) {
 		list_remove(&h->used[c], p);
-		pool_arena_release(p);
+		release_pool(p);
 	}
 }
 
-static enum pool_free_result small_free(struct pool_arena *ar, uintptr_t addr)
+/* freer: the freeing stack to record (0: none); *size gets the block's
+ * requested size when it was freed. */
+static inline __attribute__((always_inline)) enum pool_free_result
+small_free(struct pool_arena *ar, uintptr_t addr, uint32_t freer, size_t *size)
 {
 	struct small_ref r;
 	if (!small_resolve(ar, addr, &r)) {
@@ -523,22 +549,34 @@ static enum pool_free_result small_free(struct pool_arena *ar, uintptr_t addr)
 	struct pool_heap *owner = __atomic_load_n(&p->owner, __ATOMIC_ACQUIRE);
 	struct pool_heap *h = tl_heap;
 	uint32_t w = __atomic_load_n(r.w, __ATOMIC_RELAXED);
+	/* the freeing stack goes in with the LIVE bit's clearing: a
+	 * double free that loses the race may overwrite it, as it would
+	 * with pool_block_set_freer */
+	uint32_t set = freer ? POOL_W_FREER : 0;
 	if (POOL_LIKELY(owner == h && h)) {
 		if (POOL_UNLIKELY(!(w & POOL_W_LIVE)))
 			return POOL_FREE_DOUBLE;
+		if (freer)
+			pool_info_of(ar, p->slot, r.idx)->free_stack_id = freer;
+		*size = w & POOL_W_SIZE;
 		/* The flags stay: a double free can still name the stacks. */
-		__atomic_store_n(r.w, w & ~POOL_W_LIVE, __ATOMIC_RELAXED);
+		__atomic_store_n(r.w, (w & ~POOL_W_LIVE) | set, __ATOMIC_RELEASE);
 		*(void **)addr = p->free;
 		p->free = (void *)addr;
 		if (POOL_UNLIKELY(--p->used == 0 || p->state == POOL_STATE_FULL))
 			local_free_slow(h, p);
 		return POOL_FREE_OK;
 	}
+	if (!(w & POOL_W_LIVE))
+		return POOL_FREE_DOUBLE;
+	if (freer)
+		pool_info_of(ar, p->slot, r.idx)->free_stack_id = freer;
 	do {
 		if (!(w & POOL_W_LIVE))
 			return POOL_FREE_DOUBLE;
-	} while (!__atomic_compare_exchange_n(r.w, &w, w & ~POOL_W_LIVE, true,
+	} while (!__atomic_compare_exchange_n(r.w, &w, (w & ~POOL_W_LIVE) | set, true,
 					      __ATOMIC_ACQ_REL, __ATOMIC_RELAXED));
+	*size = w & POOL_W_SIZE;
 	/* The block is ours now (state FREE): hand it to the pool's owner,
 	 * or free it under the lock if the pool has none. */
 	for (;;) {
@@ -582,9 +620,26 @@ enum pool_free_result pool_free(void *ptr)
 		return POOL_FREE_NULL;
 	uintptr_t addr = (uintptr_t)ptr;
 	struct pool_arena *ar = pool_arena_of(addr);
+	size_t size;
 	if (POOL_LIKELY(ar))
-		return small_free(ar, addr);
-	return pool_large_free(ptr);
+		return small_free(ar, addr, 0, &size);
+	return pool_large_free(ptr, 0, &size);
+}
+
+enum pool_free_result pool_free_traced(void *ptr, uint32_t free_stack_id, size_t *size,
+				       bool *large)
+{
+	*size = 0;
+	*large = false;
+	if (!ptr)
+		return POOL_FREE_NULL;
+	uintptr_t addr = (uintptr_t)ptr;
+	struct pool_arena *ar = pool_arena_of(addr);
+	if (POOL_LIKELY(ar))
+		return small_free(ar, addr, free_stack_id, size);
+	enum pool_free_result r = pool_large_free(ptr, free_stack_id, size);
+	*large = r == POOL_FREE_OK;
+	return r;
 }
 
 /* The live small block starting at ptr, or why not. */
@@ -634,7 +689,8 @@ void *pool_realloc_checked(void *ptr, size_t size, enum pool_free_result *bad)
 		return NULL;
 	size_t old = pool_class_size(cls);
 	memcpy(n, ptr, old < size ? old : size);
-	pool_free(ptr);
+	size_t freed;
+	small_free(ar, addr, 0, &freed);
 	return n;
 }
 
@@ -736,6 +792,18 @@ size_t pool_usable_size(const void *ptr)
 void pool_block_set_owner(void *ptr, uint32_t stack_id, uint64_t seq)
 {
 	uintptr_t addr = (uintptr_t)ptr;
+	if (tl_last.start_inv == ~addr) {
+		/* the block this thread just handed out: only this thread
+		 * takes blocks from its pools, so it is still that block */
+		tl_last.start_inv = 0;
+		uint32_t w = __atomic_load_n(tl_last.w, __ATOMIC_RELAXED);
+		if (w & POOL_W_LIVE) {
+			tl_last.info->stack_id = stack_id;
+			tl_last.info->seq = seq;
+			__atomic_store_n(tl_last.w, w | POOL_W_OWNER, __ATOMIC_RELEASE);
+		}
+		return;
+	}
 	struct pool_arena *ar = pool_arena_of(addr);
 	if (!ar) {
 		if (ptr)
@@ -747,7 +815,10 @@ void pool_block_set_owner(void *ptr, uint32_t stack_id, uint64_t seq)
 		struct pool_info *info = pool_info_of(ar, r.p->slot, r.idx);
 		info->stack_id = stack_id;
 		info->seq = seq;
-		__atomic_fetch_or(r.w, POOL_W_OWNER, __ATOMIC_RELEASE);
+		/* no other thread changes the word of a block being handed
+		 * out (a free needs the pointer): a store, not a locked or */
+		uint32_t w = __atomic_load_n(r.w, __ATOMIC_RELAXED);
+		__atomic_store_n(r.w, w | POOL_W_OWNER, __ATOMIC_RELEASE);
 	}
 }
 
@@ -927,6 +998,7 @@ void pool_fork_child(void)
 void pool_thread_exit(void)
 {
 	struct pool_heap *h = tl_heap;
+	tl_last.start_inv = 0;
 	if (!h)
 		return;
 	tl_heap = NULL;
@@ -941,7 +1013,7 @@ void pool_thread_exit(void)
 				collect(p);
 				pool_assert_expensive(pool_valid(p));
 				if (p->used == 0) {
-					pool_arena_release(p);
+					release_pool(p);
 				} else {
 					set_state(p, POOL_STATE_ABANDONED);
 					list_push(&abandoned[c], p);

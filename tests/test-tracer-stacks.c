@@ -121,6 +121,15 @@ Test(tracer_stacks, the_per_thread_cache_gives_the_same_ids)
 		cr_assert_eq(stack_table_intern(&t, &cache, ips, n, on_new, NULL), without[j]);
 	}
 	cr_assert_eq(seen.count, nodes, "no node created twice");
+	/* stacks that come back often, in a few interleaved patterns: the
+	 * memo of recent stacks answers most of them */
+	for (unsigned r = 0; r < 20000; r++) {
+		unsigned j = r % 3 == 0 ? (r / 3) % 5 : r % 3 == 1 ? 100 + (r * 7) % 11 : r % 500;
+		size_t n = make_stack(j, ips);
+		cr_assert_eq(stack_table_intern(&t, &cache, ips, n, on_new, NULL), without[j],
+			     "round %u stack %u", r, j);
+	}
+	cr_assert_eq(seen.count, nodes, "no node created twice");
 	stack_table_finish(&t);
 	seen_fini();
 }
@@ -156,6 +165,10 @@ static void *intern_many(void *arg)
 		unsigned k = w->first + i;
 		size_t n = make_stack(k, ips);
 		w->ids[i] = stack_table_intern(w->t, cache, ips, n, on_new, NULL);
+		/* a frame with thousands of callees: its children beyond the
+		 * first few go to the hash, which grows meanwhile */
+		uint64_t wide[2] = { 0x900000u + (uint64_t)k * 16u, 0x800000u };
+		cr_assert_neq(stack_table_intern(w->t, cache, wide, 2, on_new, NULL), 0);
 	}
 	free(cache);
 	return NULL;
@@ -231,8 +244,10 @@ Test(tracer_stacks, own_ranges_cover_every_table)
 	}
 	size_t ranges = 0;
 	stack_table_foreach_range(&t, count_range, &ranges);
-	/* every hash table, the node directory and its one chunk of nodes */
-	cr_assert_eq(ranges, t.n_tables + 2);
+	/* every hash table, the node directory and its one chunk of nodes,
+	 * and the one slab of node extensions (the root's first children) */
+	cr_assert_eq(ranges, t.n_tables + 3);
+	cr_assert_not_null(t.ext_slabs);
 	cr_assert_gt(t.n_tables, 1);
 	stack_table_finish(&t);
 	seen_fini();

@@ -77,6 +77,21 @@ uint32_t tracer_thread_tid(void)
 static _Atomic uintptr_t own_slots[OWN_SLOTS];
 static atomic_int own_count;
 
+/* Every free asks whether its block is an own one; the table is large and
+ * cold, so a counter per hash value (4 KiB, hot) says first whether it can
+ * be.  A counter that reached its maximum stays there: its hash value
+ * always probes the table. */
+static _Atomic uint8_t own_filter[OWN_SLOTS];
+
+static void own_filter_add(size_t i, int d)
+{
+	uint8_t v = atomic_load_explicit(&own_filter[i], memory_order_relaxed);
+	do {
+		if (v == UINT8_MAX)
+			return;
+	} while (!atomic_compare_exchange_weak(&own_filter[i], &v, (uint8_t)(v + d)));
+}
+
 static size_t own_hash(uintptr_t p)
 {
 	return (size_t)((p >> 4) * 0x9e3779b97f4a7c15ull >> 40) & (OWN_SLOTS - 1);
@@ -90,6 +105,7 @@ static void own_add(void *ptr)
 		uintptr_t v = atomic_load_explicit(&own_slots[i], memory_order_relaxed);
 		if ((v == 0 || v == OWN_TOMB) &&
 		    atomic_compare_exchange_strong(&own_slots[i], &v, p)) {
+			own_filter_add(own_hash(p), 1);
 			atomic_fetch_add(&own_count, 1);
 			return;
 		}
@@ -102,11 +118,14 @@ static bool own_take(void *ptr)
 		return false;
 	uintptr_t p = (uintptr_t)ptr;
 	size_t i = own_hash(p);
+	if (atomic_load_explicit(&own_filter[i], memory_order_acquire) == 0)
+		return false;
 	for (unsigned n = 0; n < OWN_SLOTS; n++, i = (i + 1) & (OWN_SLOTS - 1)) {
 		uintptr_t v = atomic_load_explicit(&own_slots[i], memory_order_acquire);
 		if (v == 0)
 			return false;
 		if (v == p && atomic_compare_exchange_strong(&own_slots[i], &v, OWN_TOMB)) {
+			own_filter_add(own_hash(p), -1);
 			atomic_fetch_sub(&own_count, 1);
 			return true;
 		}
@@ -211,6 +230,11 @@ void tracer_thread_exit(void *arg)
 	errno = saved;
 }
 
+/* The stack being recorded.  Per thread rather than on the stack: 2 KiB
+ * of stack per event pushed the hot frames onto cold cache lines.  Only
+ * one event at a time records on a thread (the guard is set meanwhile). */
+static __thread uint64_t tl_ips[STACK_DEPTH_MAX] __attribute__((tls_model("initial-exec")));
+
 /* The stack, innermost first (unwind.c).  Its innermost frame is the
  * outermost of our own: the public function the program called (malloc,
  * free, realloc...), as valgrind shows it.  Its ip is a return address
@@ -258,7 +282,7 @@ static bool block_of(void *p, struct pool_block *blk)
 
 static void record_alloc(void *p, size_t size, bool large)
 {
-	uint64_t ips[STACK_DEPTH_MAX];
+	uint64_t *ips = tl_ips;
 	size_t n = capture_ips(ips);
 	struct tbuf *b = tracer_buf_begin();
 	if (!b) {
@@ -294,7 +318,7 @@ static void record_badfree(struct tbuf *b, uint64_t seq, enum pool_free_result r
 
 static void record_free(void *p)
 {
-	uint64_t ips[STACK_DEPTH_MAX];
+	uint64_t *ips = tl_ips;
 	size_t n = capture_ips(ips);
 	struct tbuf *b = tracer_buf_begin();
 	if (!b) {
@@ -303,15 +327,14 @@ static void record_free(void *p)
 		return;
 	}
 	uint32_t sid = intern(b, ips, n);
-	struct pool_block blk;
-	block_of(p, &blk);
 	uint64_t seq = atomic_fetch_add(&tracer.seq, 1);
-	pool_block_set_freer(p, sid);
-	enum pool_free_result r = pool_free(p);
+	size_t size;
+	bool large;
+	enum pool_free_result r = pool_free_traced(p, sid, &size, &large);
 	if (r == POOL_FREE_OK) {
 		uint8_t *o = tbuf_reserve(b, RECORD_FREE_MAX);
 		tbuf_commit(b, record_free_put(o, &b->deltas, seq, (uintptr_t)p));
-		count(b, -(int64_t)blk.size, blk.large);
+		count(b, -(int64_t)size, large);
 	} else if (r != POOL_FREE_NULL) {
 		record_badfree(b, seq, r, p, sid);
 	}
@@ -322,7 +345,7 @@ static void record_free(void *p)
  * then FREE of the old one, both with the same stack. */
 static void *record_realloc(void *old, size_t size)
 {
-	uint64_t ips[STACK_DEPTH_MAX];
+	uint64_t *ips = tl_ips;
 	size_t n = capture_ips(ips);
 	enum pool_free_result bad = POOL_FREE_OK;
 	struct tbuf *b = tracer_buf_begin();

@@ -21,6 +21,7 @@
 
 struct stack_tab;
 struct stack_node;
+struct stack_ext;
 
 #define STACK_NODE_CHUNK_BITS 16u
 #define STACK_NODE_CHUNK (1u << STACK_NODE_CHUNK_BITS)
@@ -29,6 +30,11 @@ struct stack_table {
 	_Atomic(struct stack_tab *) cur; /* current table, published */
 	atomic_int lock;                 /* insert lock (a spin lock) */
 	size_t count;                        /* nodes, under the lock */
+	size_t hashed;                       /* nodes in the hash, under the lock */
+	/* slabs of node extensions (stacks.c), under the lock */
+	struct stack_ext *ext_slabs;
+	struct stack_ext *ext_free;
+	size_t ext_left;
 	uint32_t next_id;                    /* under the lock */
 	bool full;                           /* out of ids or memory */
 	/* every table ever mapped, kept mapped for readers still probing an
@@ -36,21 +42,38 @@ struct stack_table {
 	struct stack_tab *tables[40];
 	size_t table_bytes[40];
 	unsigned n_tables;
-	/* ---- perf: the nodes by id, in chunks of STACK_NODE_CHUNK (an
-	 * mmap'd directory of chunk pointers, each published once).  A node
-	 * remembers its two latest children, so that walking down a stack
-	 * seen before reads nodes made one after the other instead of
-	 * probing the hash at random (stacks.c). ---- */
+	/* ---- the nodes by id, in chunks of STACK_NODE_CHUNK (an mmap'd
+	 * directory of chunk pointers, each published once).  A node holds
+	 * its first few children itself; only the later ones go to the hash
+	 * (stacks.c). ---- */
 	_Atomic(struct stack_node *) *chunks;
 };
 
-/* Per-thread memory of the last stack interned, so that the frames it
- * shares with the next one (their callers, usually) are not looked up
- * again.  ids[k] is the node of the stack cut to its k+1 outermost frames. */
+/* Per-thread memory of the stacks interned lately: the last one, so that
+ * the frames it shares with the next one (their callers, usually) are not
+ * looked up again (ids[k] is the node of the stack cut to its k+1 outermost
+ * frames), and a few whole stacks by hash.  Ids never change, so neither
+ * ever needs clearing; a zeroed cache is an empty one. */
+#define STACK_MEMO_SLOTS 64u
+#define STACK_MEMO_DEPTH 24u
+struct stack_memo {
+	uint64_t hash;
+	uint32_t n, id;  /* id 0: an empty slot */
+	uint32_t parent; /* the node the frames are inside */
+	uint64_t ips[STACK_MEMO_DEPTH]; /* innermost first, as captured */
+};
+
 struct stack_cache {
 	uint32_t n;
 	uint64_t ips[STACK_DEPTH_MAX]; /* outermost first */
 	uint32_t ids[STACK_DEPTH_MAX];
+	/* stacks seen lately, as (node of their outer frames, up to
+	 * STACK_MEMO_DEPTH inner frames), by hash: a program alternating
+	 * between a few stacks (its malloc and free sites) finds each in one
+	 * compare */
+	struct stack_memo memo[STACK_MEMO_SLOTS];
+	uint32_t memo_misses, memo_skip; /* the memo's misses in a row, and
+					  * how many stacks it sits out */
 };
 
 typedef void (*stack_new_fn)(void *arg, uint32_t id, uint32_t parent, uint64_t ip);

@@ -79,8 +79,10 @@ enum init_state { INIT_NONE = 0, INIT_RUNNING = 1, INIT_DONE = 2 };
 struct tracer {
 	atomic_int init;      /* enum init_state */
 	atomic_int recording; /* events are recorded */
-	_Atomic uint64_t seq; /* the next sequence number */
-	_Atomic uint64_t lost;
+	/* the next sequence number: taken by every event of every thread, so
+	 * on a cache line of its own, away from the flags every event reads */
+	_Atomic uint64_t seq __attribute__((aligned(64)));
+	_Atomic uint64_t lost __attribute__((aligned(64)));
 
 	/* capture file */
 	int fd;

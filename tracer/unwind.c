@@ -69,6 +69,9 @@ enum verdict { V_UNKNOWN = 0, V_GOOD = 1, V_BAD = 2 };
 
 static _Atomic uint64_t verdicts[VERDICT_SLOTS];
 static atomic_uint generation = 1;
+/* bumped whenever a verdict stops being GOOD (turned BAD, or forgotten):
+ * the threads' copies of GOOD verdicts are stale then */
+static atomic_uint verdict_epoch = 1;
 
 static size_t verdict_hash(uint64_t ip)
 {
@@ -100,9 +103,12 @@ static void verdict_put(uint64_t ip, enum verdict what)
 			return;
 		if (v >> 2 == ip) {
 			/* seen both ways: never trust it again */
-			if ((v & 3) != (uint64_t)what)
+			if ((v & 3) != (uint64_t)what) {
 				atomic_store_explicit(&verdicts[i], ip << 2 | V_BAD,
 						      memory_order_relaxed);
+				if ((v & 3) == V_GOOD)
+					atomic_fetch_add(&verdict_epoch, 1);
+			}
 			return;
 		}
 	}
@@ -113,11 +119,14 @@ void unwind_forget(void)
 	atomic_fetch_add(&generation, 1);
 	for (size_t i = 0; i < VERDICT_SLOTS; i++)
 		atomic_store_explicit(&verdicts[i], 0, memory_order_relaxed);
+	atomic_fetch_add(&verdict_epoch, 1);
 }
 
 /* ---- the thread's previous stack ---------------------------------------- */
 
 #define CACHE_FRAMES (STACK_DEPTH_MAX + 16u)
+
+#define GOOD_SLOTS 32u
 
 struct frame {
 	uint64_t ip;
@@ -133,6 +142,11 @@ struct thread_unwind {
 	uintptr_t lo, hi;   /* the thread's stack */
 	uint32_t n;
 	bool complete;      /* f[0] is the outermost frame of the stack */
+	/* call sites lately found GOOD, a copy of their verdicts near the
+	 * frames (the global table is large and cold under a program that
+	 * sweeps its cache), valid while verdict_epoch equals good_epoch */
+	unsigned good_epoch;
+	uint64_t good[GOOD_SLOTS];
 	struct frame f[CACHE_FRAMES];
 	struct frame walk[CACHE_FRAMES]; /* fast_capture's scratch */
 };
@@ -284,6 +298,18 @@ static int64_t outer_fails(const struct thread_unwind *t, uint32_t c)
 	return -1;
 }
 
+/* verdict_get(ip) == V_GOOD, through the thread's copy. */
+static bool good_site(struct thread_unwind *t, uint64_t ip)
+{
+	uint64_t *g = &t->good[(ip ^ ip >> 5) & (GOOD_SLOTS - 1)];
+	if (*g == ip)
+		return true;
+	if (verdict_get(ip) != V_GOOD)
+		return false;
+	*g = ip;
+	return true;
+}
+
 static bool fp_ok(uintptr_t next, uintptr_t fp, uintptr_t hi)
 {
 	return next > fp && !(next & 7) && next + 16 <= hi;
@@ -297,19 +323,29 @@ static size_t fast_capture(struct thread_unwind *t, uint64_t *ips, size_t max)
 		return 0;
 	/* memprof's own frames: keep the outermost (the public entry point) */
 	struct frame *w = t->walk;
-	w[0].ip = 0;
+	/* cur: the frame looked at, kept in registers as well as in w[]:
+	 * reading it back from w[] right after writing it stalls */
+	uint64_t cur_ip = 0;
+	uintptr_t cur_slot = 0;
 	for (;;) {
 		uint64_t ra = *(const uint64_t *)(fp + 8);
 		if (!own_ip(ra))
 			break;
-		w[0] = (struct frame){ ra, fp + 8 };
+		cur_ip = ra;
+		cur_slot = fp + 8;
 		uintptr_t next = *(const uintptr_t *)fp;
 		if (!fp_ok(next, fp, hi))
 			return 0;
 		fp = next;
 	}
-	if (!w[0].ip)
+	if (!cur_ip)
 		return 0;
+	w[0] = (struct frame){ cur_ip, cur_slot };
+	unsigned epoch = atomic_load_explicit(&verdict_epoch, memory_order_relaxed);
+	if (unlikely(t->good_epoch != epoch)) {
+		memset(t->good, 0, sizeof(t->good));
+		t->good_epoch = epoch;
+	}
 	/* w: the walked frames, innermost first; a frame's function kept
 	 * its rbp at slot - 8 in its callee's frame.  The cache is searched
 	 * from its inner end as slots grow. */
@@ -318,10 +354,9 @@ static size_t fast_capture(struct thread_unwind *t, uint64_t *ips, size_t max)
 			    ? (int64_t)t->n - 1
 			    : -1;
 	for (;;) {
-		const struct frame *cur = &w[k - 1];
-		while (c >= 0 && t->f[c].slot < cur->slot)
+		while (c >= 0 && t->f[c].slot < cur_slot)
 			c--;
-		if (c >= 0 && t->f[c].slot == cur->slot && t->f[c].ip == cur->ip) {
+		if (c >= 0 && t->f[c].slot == cur_slot && t->f[c].ip == cur_ip) {
 			uint32_t outer = (uint32_t)c;
 			if (!t->complete && k + outer < max)
 				return 0;
@@ -346,13 +381,15 @@ static size_t fast_capture(struct thread_unwind *t, uint64_t *ips, size_t max)
 step:
 		if (k == max || k == CACHE_FRAMES)
 			break;
-		if (k > 1 && verdict_get(cur->ip) != V_GOOD)
+		if (k > 1 && !good_site(t, cur_ip))
 			return 0;
-		fp = cur->slot - 8;
+		fp = cur_slot - 8;
 		uintptr_t next = *(const uintptr_t *)fp;
 		if (!fp_ok(next, fp, hi))
 			return 0;
-		w[k++] = (struct frame){ *(const uint64_t *)(next + 8), next + 8 };
+		cur_ip = *(const uint64_t *)(next + 8);
+		cur_slot = next + 8;
+		w[k++] = (struct frame){ cur_ip, cur_slot };
 	}
 	/* cut at max: the walked frames only */
 	for (size_t i = 0; i < k; i++) {
