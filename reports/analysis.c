@@ -40,6 +40,7 @@ struct block {
 	uint32_t next; /* a newer live block at the same address, or NO_SLOT */
 	uint16_t thread;
 	uint8_t seen;  /* classify: already matched with a scan block */
+	uint8_t used;  /* a slot of the replay's table in use */
 };
 
 /* A site's counters during the pass, in one place (a program with deep
@@ -61,8 +62,7 @@ struct site_live {
  * address; newer ones there (a realloc in place) wait in dups[], chained
  * through next, their free entries reused through a free list. */
 struct replay {
-	struct block *slots;
-	uint8_t *used;
+	struct block *slots; /* calloc'd: used 0 marks an empty slot */
 	size_t mask;    /* slots - 1, or 0 before the first block */
 	unsigned shift; /* 64 - log2(slots) */
 	size_t n_used;  /* slots in use */
@@ -90,7 +90,6 @@ struct builder {
 static void replay_finish(struct replay *rp)
 {
 	free(rp->slots);
-	free(rp->used);
 	free(rp->dups);
 	free(rp->free_dups);
 }
@@ -103,9 +102,9 @@ static size_t rp_home(const struct replay *rp, uint64_t addr)
 /* The slot of addr's oldest live block, or SIZE_MAX. */
 static size_t rp_find(const struct replay *rp, uint64_t addr)
 {
-	if (!rp->used)
+	if (!rp->slots)
 		return SIZE_MAX;
-	for (size_t i = rp_home(rp, addr); rp->used[i]; i = (i + 1) & rp->mask)
+	for (size_t i = rp_home(rp, addr); rp->slots[i].used; i = (i + 1) & rp->mask)
 		if (rp->slots[i].addr == addr)
 			return i;
 	return SIZE_MAX;
@@ -114,32 +113,27 @@ static size_t rp_find(const struct replay *rp, uint64_t addr)
 static void rp_place(struct replay *rp, const struct block *b)
 {
 	size_t i = rp_home(rp, b->addr);
-	while (rp->used[i])
+	while (rp->slots[i].used)
 		i = (i + 1) & rp->mask;
 	rp->slots[i] = *b;
-	rp->used[i] = 1;
+	rp->slots[i].used = 1;
 }
 
 static int rp_grow(struct replay *rp)
 {
-	size_t n = rp->used ? (rp->mask + 1) * 2 : 1024;
+	size_t n = rp->slots ? (rp->mask + 1) * 2 : 1024;
 	struct replay old = *rp;
-	rp->slots = malloc(n * sizeof(*rp->slots));
-	rp->used = calloc(n, 1);
-	if (!rp->slots || !rp->used) {
-		free(rp->slots);
-		free(rp->used);
+	rp->slots = calloc(n, sizeof(*rp->slots));
+	if (!rp->slots) {
 		rp->slots = old.slots;
-		rp->used = old.used;
 		return -ENOMEM;
 	}
 	rp->mask = n - 1;
 	rp->shift = 64u - (unsigned)__builtin_ctzll(n);
-	for (size_t i = 0; old.used && i <= old.mask; i++)
-		if (old.used[i])
+	for (size_t i = 0; old.slots && i <= old.mask; i++)
+		if (old.slots[i].used)
 			rp_place(rp, &old.slots[i]);
 	free(old.slots);
-	free(old.used);
 	return 0;
 }
 
@@ -147,16 +141,15 @@ static int rp_grow(struct replay *rp)
  * the hole when its home is not between the hole and where it is. */
 static void rp_delete(struct replay *rp, size_t i)
 {
-	rp->used[i] = 0;
+	rp->slots[i].used = 0;
 	rp->n_used--;
-	for (size_t j = (i + 1) & rp->mask; rp->used[j]; j = (j + 1) & rp->mask) {
+	for (size_t j = (i + 1) & rp->mask; rp->slots[j].used; j = (j + 1) & rp->mask) {
 		size_t home = rp_home(rp, rp->slots[j].addr);
 		bool stays = i <= j ? (i < home && home <= j) : (i < home || home <= j);
 		if (stays)
 			continue;
 		rp->slots[i] = rp->slots[j];
-		rp->used[i] = 1;
-		rp->used[j] = 0;
+		rp->slots[j].used = 0;
 		i = j;
 	}
 }
@@ -171,6 +164,7 @@ static int replay_remove(struct replay *rp, uint64_t addr, struct block *out)
 		/* the next newer block at the address takes the slot */
 		uint32_t d = out->next;
 		rp->slots[i] = rp->dups[d];
+		rp->slots[i].used = 1;
 		if (reports_vec_push(&rp->free_dups, &rp->n_free, &rp->cap_free, &d, sizeof(d)) < 0)
 			return -ENOMEM;
 	} else {
@@ -208,7 +202,7 @@ static int replay_apply(struct replay *rp, const struct reports_event *ev, uint6
 			link = &rp->dups[*link].next;
 		*link = d;
 	} else {
-		if ((!rp->used || (rp->n_used + 1) * 2 > rp->mask + 1) && rp_grow(rp) < 0)
+		if ((!rp->slots || (rp->n_used + 1) * 2 > rp->mask + 1) && rp_grow(rp) < 0)
 			return -ENOMEM;
 		rp_place(rp, &b);
 		rp->n_used++;
@@ -221,8 +215,8 @@ static int replay_apply(struct replay *rp, const struct reports_event *ev, uint6
 /* Calls fn for every live block of a replay. */
 static void replay_foreach(struct replay *rp, void (*fn)(struct block *b, void *arg), void *arg)
 {
-	for (size_t i = 0; rp->used && i <= rp->mask; i++) {
-		if (!rp->used[i])
+	for (size_t i = 0; rp->slots && i <= rp->mask; i++) {
+		if (!rp->slots[i].used)
 			continue;
 		fn(&rp->slots[i], arg);
 		for (uint32_t d = rp->slots[i].next; d != NO_SLOT; d = rp->dups[d].next)
