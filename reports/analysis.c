@@ -154,8 +154,7 @@ static void rp_delete(struct replay *rp, size_t i)
 	rp->n_used--;
 	for (size_t j = (i + 1) & rp->mask; rp->slots[j].used; j = (j + 1) & rp->mask) {
 		size_t home = rp_home(rp, rp->slots[j].addr);
-		bool stays = i <= j ? (i < home && home <= j) : (i < home || home <= j);
-		if (stays)
+		if (reports_probe_stays(i, home, j))
 			continue;
 		rp->slots[i] = rp->slots[j];
 		rp->slots[j].used = 0;

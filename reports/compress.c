@@ -24,6 +24,7 @@
 
 #include <memprof/capture.h>
 
+#include "reports-private.h"
 #include "reports.h"
 
 #define LEVEL 3
@@ -73,12 +74,6 @@ static void out_bytes(struct out *o, const void *p, size_t n)
 	}
 }
 
-static uint32_t le32(const uint8_t *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-	       (uint32_t)p[3] << 24;
-}
-
 static void put_le32(uint8_t *p, uint32_t v)
 {
 	p[0] = (uint8_t)v;
@@ -103,7 +98,7 @@ static int rewrite(const uint8_t *data, size_t len, struct out *o, ZSTD_CCtx *z,
 {
 	if (len < CAPTURE_HEADER_SIZE || memcmp(data, CAPTURE_MAGIC, CAPTURE_MAGIC_LEN) != 0)
 		return fail(err, 0, "not a memprof capture");
-	uint32_t version = le32(data + 8);
+	uint32_t version = reports_le32(data + 8);
 	if (version < CAPTURE_VERSION_MIN || version > CAPTURE_VERSION)
 		return fail(err, 8, "unsupported capture version");
 	uint8_t header[CAPTURE_HEADER_SIZE];
@@ -112,25 +107,23 @@ static int rewrite(const uint8_t *data, size_t len, struct out *o, ZSTD_CCtx *z,
 	out_bytes(o, header, sizeof(header));
 	size_t bound = ZSTD_compressBound(CAPTURE_ZCHUNK_RAW_MAX);
 	size_t off = CAPTURE_HEADER_SIZE, released = 0;
-	long page = sysconf(_SC_PAGESIZE);
 	while (off < len && !o->error) {
-		if (off - released >= RELEASE_STEP && page > 0) {
-			size_t to = off / (size_t)page * (size_t)page;
-			madvise((uint8_t *)data + released, to - released, MADV_DONTNEED);
-			released = to;
+		if (off - released >= RELEASE_STEP) {
+			reports_pages_release(data, len, released, off);
+			released = off;
 		}
 		const uint8_t *h = data + off;
 		if (len - off < CAPTURE_CHUNK_HEADER_SIZE ||
-		    le32(h + 4) > len - off - CAPTURE_CHUNK_HEADER_SIZE) {
+		    reports_le32(h + 4) > len - off - CAPTURE_CHUNK_HEADER_SIZE) {
 			out_bytes(o, h, len - off); /* torn: kept as it is */
 			break;
 		}
-		uint32_t magic = le32(h), plen = le32(h + 4);
+		uint32_t magic = reports_le32(h), plen = reports_le32(h + 4);
 		const uint8_t *payload = h + CAPTURE_CHUNK_HEADER_SIZE;
 		if ((magic != CAPTURE_CHUNK_MAGIC && magic != CAPTURE_ZCHUNK_MAGIC) ||
 		    plen > CAPTURE_CHUNK_MAX)
 			return fail(err, off, "bad chunk");
-		if (capture_checksum(payload, plen) != le32(h + 12))
+		if (capture_checksum(payload, plen) != reports_le32(h + 12))
 			return fail(err, off, "chunk checksum mismatch");
 		size_t whole = CAPTURE_CHUNK_HEADER_SIZE + (size_t)plen;
 		bool packed = false;
@@ -143,7 +136,7 @@ static int rewrite(const uint8_t *data, size_t len, struct out *o, ZSTD_CCtx *z,
 				put_le32(zp, plen);
 				put_le32(dst, CAPTURE_ZCHUNK_MAGIC);
 				put_le32(dst + 4, (uint32_t)n + 4);
-				put_le32(dst + 8, le32(h + 8));
+				put_le32(dst + 8, reports_le32(h + 8));
 				put_le32(dst + 12, capture_checksum(zp, n + 4));
 				o->len += CAPTURE_CHUNK_HEADER_SIZE + 4 + n;
 				packed = true;

@@ -52,14 +52,19 @@ uint32_t reports_source_stack(const struct reports_source *src, uint64_t id)
 	return id != 0 && reports_map_get(&src->sparse, id, &v) ? v : REPORTS_NO_STACK;
 }
 
-void reports_source_release(const struct reports_source *src, uint64_t from, uint64_t to)
+void reports_pages_release(const void *map, size_t len, uint64_t from, uint64_t to)
 {
-	if (!src->map || to > src->len)
+	if (!map || to > len)
 		return;
 	uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
 	uint64_t lo = (from + page - 1) / page * page, hi = to / page * page;
 	if (hi > lo)
-		madvise((uint8_t *)src->map + lo, (size_t)(hi - lo), MADV_DONTNEED);
+		madvise((uint8_t *)map + lo, (size_t)(hi - lo), MADV_DONTNEED);
+}
+
+void reports_source_release(const struct reports_source *src, uint64_t from, uint64_t to)
+{
+	reports_pages_release(src->map, src->len, from, to);
 }
 
 void reports_source_destroy(struct reports_source *src)
@@ -286,13 +291,11 @@ static int unpack(struct reports_events *it, const struct reports_run *run, stru
 	if (at > src->len || src->len - at < CAPTURE_CHUNK_HEADER_SIZE + 4)
 		return -EIO;
 	const uint8_t *h = src->data + at;
-	uint32_t plen = (uint32_t)h[4] | (uint32_t)h[5] << 8 | (uint32_t)h[6] << 16 |
-			(uint32_t)h[7] << 24;
+	uint32_t plen = reports_le32(h + 4);
 	const uint8_t *payload = h + CAPTURE_CHUNK_HEADER_SIZE;
 	if (plen < 4 || plen > src->len - at - CAPTURE_CHUNK_HEADER_SIZE)
 		return -EIO;
-	uint32_t raw = (uint32_t)payload[0] | (uint32_t)payload[1] << 8 |
-		       (uint32_t)payload[2] << 16 | (uint32_t)payload[3] << 24;
+	uint32_t raw = reports_le32(payload);
 	if (raw > CAPTURE_ZCHUNK_RAW_MAX)
 		return -EIO;
 	if (it->zheld + raw > ZBUF_LIMIT)

@@ -153,12 +153,6 @@ static int nomem(struct reader *r)
 	return -ENOMEM;
 }
 
-static uint32_t le32(const uint8_t *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-	       (uint32_t)p[3] << 24;
-}
-
 /* ---- field decoding ---------------------------------------------------- */
 
 struct cursor {
@@ -918,7 +912,7 @@ static int unpack(struct reader *r, uint64_t off, const uint8_t *payload, size_t
 {
 	if (plen < 4)
 		return fail(r, off, "corrupt capture: compressed chunk of %zu bytes", plen);
-	uint32_t want = le32(payload);
+	uint32_t want = reports_le32(payload);
 	if (want > CAPTURE_ZCHUNK_RAW_MAX)
 		return fail(r, off, "corrupt capture: compressed chunk of %u bytes of records "
 			    "(at most %u)", want, CAPTURE_ZCHUNK_RAW_MAX);
@@ -945,7 +939,7 @@ static int read_chunks(struct reader *r)
 			break;
 		}
 		const uint8_t *h = r->data + off;
-		uint32_t magic = le32(h), plen = le32(h + 4), sum = le32(h + 12);
+		uint32_t magic = reports_le32(h), plen = reports_le32(h + 4), sum = reports_le32(h + 12);
 		if (magic != CAPTURE_CHUNK_MAGIC && magic != CAPTURE_ZCHUNK_MAGIC)
 			return fail(r, off, "corrupt capture: bad chunk magic 0x%08x", magic);
 		if (plen > CAPTURE_CHUNK_MAX)
@@ -962,7 +956,7 @@ static int read_chunks(struct reader *r)
 			return fail(r, off,
 				    "corrupt capture: chunk checksum mismatch (stored 0x%08x, computed 0x%08x)",
 				    sum, want);
-		r->chunk_tid = le32(h + 8);
+		r->chunk_tid = reports_le32(h + 8);
 		int res;
 		if (magic == CAPTURE_ZCHUNK_MAGIC) {
 			size_t raw_len = 0;
@@ -1049,7 +1043,7 @@ static int read_all(struct reader *r)
 	}
 	if (memcmp(r->data, CAPTURE_MAGIC, CAPTURE_MAGIC_LEN) != 0)
 		return fail(r, 0, "not a memprof capture (bad magic)");
-	uint32_t version = le32(r->data + 8), hsize = le32(r->data + 12);
+	uint32_t version = reports_le32(r->data + 8), hsize = reports_le32(r->data + 12);
 	if (version < CAPTURE_VERSION_MIN || version > CAPTURE_VERSION)
 		return fail(r, 8, "unsupported capture version %u (this memprof reads versions "
 			    "%u to %u)", version, CAPTURE_VERSION_MIN, CAPTURE_VERSION);

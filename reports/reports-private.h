@@ -47,6 +47,26 @@ int reports_map_add(struct reports_map *map, uint64_t key, uint32_t val, uint32_
  * false after the last (no insertion or removal in between). */
 bool reports_map_next(const struct reports_map *map, size_t *pos, uint64_t *key, uint32_t *val);
 
+/* Backward-shift deletion in a linear-probing table: after emptying slot
+ * hole, the entry at j (whose home slot is home) stays where it is when
+ * its home lies cyclically in (hole, j]; otherwise it moves into the hole. */
+static inline bool reports_probe_stays(size_t hole, size_t home, size_t j)
+{
+	return hole <= j ? (hole < home && home <= j) : (hole < home || home <= j);
+}
+
+/* A little-endian 32-bit field of the capture format. */
+static inline uint32_t reports_le32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+	       (uint32_t)p[3] << 24;
+}
+
+/* Gives back the whole pages of [from, to) of a read-only file mapping of
+ * len bytes at map (events.c); they are read again from the file should
+ * anything touch them. */
+void reports_pages_release(const void *map, size_t len, uint64_t from, uint64_t to);
+
 /* A copy of len bytes as a NUL-terminated string, or NULL. */
 char *reports_strndup(const char *s, size_t len);
 

@@ -158,8 +158,7 @@ bool reports_map_remove(struct reports_map *map, uint64_t key, uint32_t *val)
 		if (!map->slots[j].val)
 			break;
 		size_t home = home_of(map, map->slots[j].key);
-		bool stays = i <= j ? (i < home && home <= j) : (i < home || home <= j);
-		if (stays)
+		if (reports_probe_stays(i, home, j))
 			continue;
 		map->slots[i] = map->slots[j];
 		map->slots[j].val = 0;
