@@ -8,6 +8,10 @@
  * (static or setuid/setgid programs); open the report files; fork and exec
  * the program with the tracer preloaded (never through a shell), ignoring
  * SIGINT and SIGQUIT while it runs since the terminal sends them to it too;
+ * while it runs, follow the capture on a thread of our own and replay its
+ * events as they become final (the analysis's longest step, done on the
+ * other core rather than after the program; should anything go wrong
+ * there, the capture is read again afterwards as `memprof report` would);
  * read the capture, print the text report on stderr, write the other
  * formats; exit with the program's own status (128+N for a death by signal
  * N).  Leak gates, when they come, decide the status in exit_status().
@@ -21,6 +25,7 @@
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -468,8 +473,102 @@ __attribute__((noreturn)) static void child(const struct run_options *o, const c
 
 /* Runs the program; returns its wait status, or -1 after a message (with
  * *exit_code set). */
+/* ---- the capture followed while the program runs ------------------------ */
+
+struct live {
+	pthread_t thread;
+	bool started;
+	bool verbose;    /* MEMPROF_LIVE=verbose */
+	uint64_t at_end; /* the events replayed when the program ended */
+	char path[PATH_MAX];
+	pthread_mutex_t lock;
+	bool ended;                  /* under lock */
+	struct reports_capture *cap; /* under lock until the thread is joined */
+	int res;
+};
+
+static void live_sleep(void)
+{
+	struct timespec ts = { 0, 5000000L };
+	nanosleep(&ts, NULL);
+}
+
+static void *live_main(void *arg)
+{
+	struct live *l = arg;
+	struct stat st;
+	bool ended = false;
+	/* the tracer creates the capture as the program starts */
+	while (stat(l->path, &st) < 0) {
+		pthread_mutex_lock(&l->lock);
+		ended = l->ended;
+		pthread_mutex_unlock(&l->lock);
+		if (ended) {
+			l->res = -ENOENT;
+			return NULL;
+		}
+		live_sleep();
+	}
+	struct reports_capture *cap = NULL;
+	struct reports_error err;
+	l->res = reports_capture_follow(l->path, &cap, &err);
+	if (l->res < 0)
+		return NULL;
+	pthread_mutex_lock(&l->lock);
+	l->cap = cap;
+	if (l->ended)
+		l->at_end = reports_capture_follow_end(cap);
+	pthread_mutex_unlock(&l->lock);
+	l->res = reports_analysis_prepass(cap);
+	return NULL;
+}
+
+/* MEMPROF_LIVE=0 reads the capture only after the program, as memprof
+ * report does; MEMPROF_LIVE=verbose says how far the replay had got when
+ * the program ended. */
+static void live_start(struct live *l, const char *path)
+{
+	const char *how = getenv("MEMPROF_LIVE");
+	if (how && strcmp(how, "0") == 0)
+		return;
+	l->verbose = how && strcmp(how, "verbose") == 0;
+	snprintf(l->path, sizeof(l->path), "%s", path);
+	pthread_mutex_init(&l->lock, NULL);
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	l->started = pthread_create(&l->thread, NULL, live_main, l) == 0;
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
+/* The program is over: the follower reads the rest.  Returns the capture
+ * with the pass made, or NULL (then read it as usual). */
+static struct reports_capture *live_finish(struct live *l)
+{
+	if (!l->started)
+		return NULL;
+	pthread_mutex_lock(&l->lock);
+	l->ended = true;
+	if (l->cap)
+		l->at_end = reports_capture_follow_end(l->cap);
+	pthread_mutex_unlock(&l->lock);
+	pthread_join(l->thread, NULL);
+	pthread_mutex_destroy(&l->lock);
+	l->started = false;
+	if (l->verbose)
+		fprintf(stderr,
+			"memprof: live: %llu events replayed while the program ran, %s\n",
+			(unsigned long long)l->at_end,
+			l->res < 0 ? "then given up: the capture is read again" : "the rest after");
+	if (l->res < 0) {
+		reports_capture_destroy(l->cap);
+		l->cap = NULL;
+	}
+	return l->cap;
+}
+
 static int spawn_and_wait(const struct run_options *o, const char *preload, long *pid_out,
-			  int *exit_code)
+			  int *exit_code, struct live *live)
 {
 	char cwd[PATH_MAX];
 	if (!getcwd(cwd, sizeof(cwd))) {
@@ -516,6 +615,11 @@ static int spawn_and_wait(const struct run_options *o, const char *preload, long
 		n = read(pipefd[0], &exec_errno, sizeof(exec_errno));
 	while (n < 0 && errno == EINTR);
 	close(pipefd[0]);
+	if (n == 0) { /* exec'd: the capture is on its way */
+		char path[PATH_MAX];
+		capture_path(o, (long)pid, path, sizeof(path));
+		live_start(live, path);
+	}
 	int status = 0;
 	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
 		;
@@ -629,7 +733,7 @@ static void pack_finish(struct packer *p, bool keep)
 
 /* Reads the capture and writes the reports; the status is the program's. */
 static int report(const struct run_options *o, const char *capture, int capture_fd,
-		  FILE **json, struct reports_outcome *oc)
+		  FILE **json, struct reports_outcome *oc, struct reports_capture *live)
 {
 	struct reports_capture *cap = NULL;
 	struct reports_error err;
@@ -639,7 +743,11 @@ static int report(const struct run_options *o, const char *capture, int capture_
 	if (source == capture)
 		pack_start(&packer, capture);
 	cli_progress_begin(); /* progress.c: cli_outputs_render ends it */
-	int loaded = reports_capture_load_file(source, &cap, &err);
+	int loaded = 0;
+	if (live)
+		cap = live; /* read while the program ran */
+	else
+		loaded = reports_capture_load_file(source, &cap, &err);
 	cli_progress_clear();
 	if (loaded < 0) {
 		pack_finish(&packer, false);
@@ -756,7 +864,13 @@ static int run_with(int argc, char **argv, struct run_options *op, FILE **json)
 		status = cli_capture_prepare(o.output, &capture_fd);
 	time_t started = time(NULL);
 	long pid = 0;
-	int wstatus = status == 0 ? spawn_and_wait(&o, preload, &pid, &status) : -1;
+	struct live live = { .started = false };
+	int wstatus = status == 0 ? spawn_and_wait(&o, preload, &pid, &status, &live) : -1;
+	struct reports_capture *followed = live_finish(&live);
+	if (wstatus < 0) {
+		reports_capture_destroy(followed);
+		followed = NULL;
+	}
 	if (wstatus < 0 && capture_fd >= 0)
 		unlink(o.output); /* created for a program that never ran */
 	if (wstatus >= 0) {
@@ -764,7 +878,7 @@ static int run_with(int argc, char **argv, struct run_options *op, FILE **json)
 		char capture[PATH_MAX];
 		status = exit_status(wstatus, &oc);
 		capture_path(&o, pid, capture, sizeof(capture));
-		int reported = report(&o, capture, capture_fd, json, &oc);
+		int reported = report(&o, capture, capture_fd, json, &oc, followed);
 		/* the leak gates decide now, the report done */
 		status = cli_leaks_status(o.leaks, status, reported >= 0);
 		if (o.follow_fork)

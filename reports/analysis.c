@@ -79,7 +79,9 @@ struct builder {
 	const struct reports_capture *cap;
 	struct reports_analysis *an;
 	struct reports_map site_of_stack; /* stack node (+1 for none) -> site */
-	uint32_t *site_by_node; /* the same for nodes below n_nodes, NO_SLOT if none */
+	uint32_t *site_by_node; /* the same for nodes below n_by_node, NO_SLOT if none */
+	size_t n_by_node;
+	size_t node_limit; /* nodes (raw slots while following) there are */
 	size_t cap_sites;
 	struct site_live *live; /* per site */
 	size_t cap_live;
@@ -232,10 +234,34 @@ static void replay_foreach(struct replay *rp, void (*fn)(struct block *b, void *
 	}
 }
 
+/* Makes site_by_node cover node (below node_limit, which grows while a
+ * capture is followed); false when out of memory. */
+static bool by_node_grow(struct builder *bd, uint32_t node)
+{
+	size_t n = bd->n_by_node ? bd->n_by_node : 1024;
+	while (n <= node)
+		n *= 2;
+	if (n > bd->node_limit)
+		n = bd->node_limit;
+	uint32_t *v = realloc(bd->site_by_node, n * sizeof(*v));
+	if (!v)
+		return false;
+	memset(v + bd->n_by_node, 0xff, (n - bd->n_by_node) * sizeof(*v));
+	bd->site_by_node = v;
+	bd->n_by_node = n;
+	return true;
+}
+
 static int site_of(struct builder *bd, uint32_t stack, uint32_t *out)
 {
 	uint64_t key = (uint64_t)stack + 1;
-	bool dense = stack < bd->cap->n_nodes;
+	if (stack >= bd->n_by_node && stack != REPORTS_NO_STACK) {
+		if (bd->cap->source && bd->cap->source->raw_stacks)
+			bd->node_limit = reports_follow_n_raw(bd->cap->source);
+		if (stack < bd->node_limit && !by_node_grow(bd, stack))
+			return -ENOMEM;
+	}
+	bool dense = stack < bd->n_by_node;
 	if (dense && bd->site_by_node[stack] != NO_SLOT) {
 		*out = bd->site_by_node[stack];
 		return 0;
@@ -268,8 +294,10 @@ static void site_change(struct builder *bd, uint32_t site, int64_t delta, uint64
 }
 
 /* The pass: totals, sites, the peak and each site's share of it,
- * temporary allocations, and the blocks live at the end (left in rp). */
-static int replay_all(struct builder *bd, struct replay *rp)
+ * temporary allocations, and the blocks live at the end (left in rp).
+ * While a capture is followed, sites are keyed by raw stack slot
+ * (prepass_canonical() merges them afterwards). */
+static int replay_events(struct builder *bd, struct replay *rp)
 {
 	const struct reports_capture *cap = bd->cap;
 	struct reports_analysis *an = bd->an;
@@ -280,11 +308,9 @@ static int replay_all(struct builder *bd, struct replay *rp)
 	if (res < 0)
 		return res;
 	bd->pending = calloc(UINT16_MAX + 1, sizeof(*bd->pending));
-	bd->site_by_node = malloc((cap->n_nodes + 1) * sizeof(*bd->site_by_node));
-	if (!bd->pending || !bd->site_by_node)
+	bd->node_limit = cap->n_nodes;
+	if (!bd->pending || (cap->n_nodes > 0 && !by_node_grow(bd, (uint32_t)cap->n_nodes - 1)))
 		res = -ENOMEM;
-	else
-		memset(bd->site_by_node, 0xff, (cap->n_nodes + 1) * sizeof(*bd->site_by_node));
 	for (uint64_t i = 0; res == 0 && (res = reports_events_next(it, &ev)) > 0; i++) {
 		uint32_t site = 0;
 		struct block freed;
@@ -328,8 +354,13 @@ static int replay_all(struct builder *bd, struct replay *rp)
 		}
 	}
 	reports_events_close(it);
-	if (res < 0)
-		return res;
+	return res;
+}
+
+/* The sites' counters, their peak shares known, into an->sites. */
+static void replay_sites(struct builder *bd)
+{
+	struct reports_analysis *an = bd->an;
 	for (size_t s = 0; s < an->n_sites; s++) {
 		site_change(bd, (uint32_t)s, 0, UINT64_MAX);
 		const struct site_live *l = &bd->live[s];
@@ -339,7 +370,115 @@ static int replay_all(struct builder *bd, struct replay *rp)
 		site->peak_bytes = bd->peaked ? l->peak : 0;
 		site->temporary = l->temporary;
 	}
-	return 0;
+}
+
+/* ---- the pass made while following a capture --------------------------- */
+
+struct reports_prepass {
+	struct reports_analysis *an;
+	struct builder bd;
+	struct replay rp;
+	int res;
+};
+
+static void builder_finish(struct builder *bd)
+{
+	reports_map_finish(&bd->site_of_stack);
+	free(bd->live);
+	free(bd->pending);
+	free(bd->site_by_node);
+	bd->live = NULL;
+	bd->pending = NULL;
+	bd->site_by_node = NULL;
+}
+
+void reports_prepass_free(struct reports_prepass *pre)
+{
+	if (!pre)
+		return;
+	builder_finish(&pre->bd);
+	replay_finish(&pre->rp);
+	reports_analysis_destroy(pre->an);
+	free(pre);
+}
+
+static void remap_site(struct block *b, void *arg)
+{
+	b->site = ((const uint32_t *)arg)[b->site];
+}
+
+/* The prepass's sites were keyed by raw stack slot: each becomes the site
+ * of its canonical stack, in order of first use, which is the order a pass
+ * over the whole file gives them; their counters add up (their peak
+ * shares taken first), and the live blocks follow. */
+static int prepass_canonical(struct reports_prepass *pre)
+{
+	struct builder *bd = &pre->bd;
+	struct reports_analysis *an = pre->an;
+	struct reports_source *src = bd->cap->source;
+	size_t n = an->n_sites, n_nodes = bd->cap->n_nodes;
+	uint32_t *remap = malloc((n ? n : 1) * sizeof(*remap));
+	uint32_t *by_node = malloc((n_nodes + 1) * sizeof(*by_node));
+	if (!remap || !by_node) {
+		free(remap);
+		free(by_node);
+		return -ENOMEM;
+	}
+	memset(by_node, 0xff, (n_nodes + 1) * sizeof(*by_node));
+	size_t m = 0;
+	for (size_t s = 0; s < n; s++) {
+		site_change(bd, (uint32_t)s, 0, UINT64_MAX);
+		uint32_t node = reports_follow_canon(src, an->sites[s].stack);
+		uint32_t *slot = &by_node[node == REPORTS_NO_STACK || node >= n_nodes ? n_nodes : node];
+		if (*slot == NO_SLOT) {
+			*slot = (uint32_t)m;
+			an->sites[m] = (struct reports_site){ .stack = node };
+			bd->live[m] = bd->live[s];
+			m++;
+		} else {
+			struct site_live *to = &bd->live[*slot];
+			const struct site_live *from = &bd->live[s];
+			to->allocations += from->allocations;
+			to->bytes += from->bytes;
+			to->live += from->live;
+			to->peak += from->peak;
+			to->temporary += from->temporary;
+		}
+		remap[s] = *slot;
+	}
+	an->n_sites = m;
+	replay_foreach(&pre->rp, remap_site, remap);
+	free(remap);
+	/* site_of's maps, keyed by canonical node from here on */
+	free(bd->site_by_node);
+	bd->site_by_node = by_node;
+	bd->n_by_node = n_nodes;
+	bd->node_limit = n_nodes;
+	reports_map_finish(&bd->site_of_stack);
+	int res = 0;
+	if (by_node[n_nodes] != NO_SLOT)
+		res = reports_map_put(&bd->site_of_stack, (uint64_t)REPORTS_NO_STACK + 1,
+				      by_node[n_nodes]);
+	reports_follow_done(src);
+	return res;
+}
+
+int reports_analysis_prepass(struct reports_capture *cap)
+{
+	struct reports_prepass *pre = calloc(1, sizeof(*pre));
+	if (!pre || !(pre->an = calloc(1, sizeof(*pre->an)))) {
+		free(pre);
+		return -ENOMEM;
+	}
+	pre->bd = (struct builder){ .cap = cap, .an = pre->an };
+	pre->res = replay_events(&pre->bd, &pre->rp);
+	/* the capture is whole now: sites by canonical stack, and the
+	 * follower's memory given back before the rest of the analysis */
+	if (pre->res == 0 && cap->source && cap->source->raw_stacks)
+		pre->res = prepass_canonical(pre);
+	reports_prepass_free(cap->prepass);
+	cap->prepass = pre;
+	return pre->res;
 }
 
 static enum reports_leak_kind kind_of_scan(uint64_t kind)
@@ -790,19 +929,33 @@ static int cmp_site_peak(const void *a, const void *b)
 struct reports_analysis *reports_analysis_run(const struct reports_capture *cap,
 					      struct reports_symbolizer *sym)
 {
-	struct reports_analysis *an = calloc(1, sizeof(*an));
-	if (!an)
-		return NULL;
-	struct builder bd = { .cap = cap, .an = an };
+	struct reports_analysis *an;
+	struct builder bd;
 	struct replay rp = { 0 };
-	int res = replay_all(&bd, &rp);
-	if (res == 0)
+	int res;
+	struct reports_prepass *pre = cap->prepass;
+	if (pre && pre->res == 0) {
+		/* made while following: its work, once only */
+		res = 0;
+		an = pre->an;
+		bd = pre->bd;
+		rp = pre->rp;
+		((struct reports_capture *)cap)->prepass = NULL;
+		free(pre);
+		bd.cap = cap;
+	} else {
+		/* a followed capture whose pass failed is read again instead */
+		if ((cap->source && cap->source->raw_stacks) || !(an = calloc(1, sizeof(*an))))
+			return NULL;
+		bd = (struct builder){ .cap = cap, .an = an };
+		res = replay_events(&bd, &rp);
+	}
+	if (res == 0) {
+		replay_sites(&bd);
 		res = classify(&bd, &rp);
+	}
 	replay_finish(&rp);
-	reports_map_finish(&bd.site_of_stack);
-	free(bd.live);
-	free(bd.pending);
-	free(bd.site_by_node);
+	builder_finish(&bd);
 	if (res == 0)
 		res = build_lineno(&bd, sym);
 	if (res == 0)

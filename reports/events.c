@@ -46,6 +46,8 @@
 
 uint32_t reports_source_stack(const struct reports_source *src, uint64_t id)
 {
+	if (src->raw_stacks)
+		return reports_follow_raw(src, id);
 	if (id < src->n_dense)
 		return src->dense[id];
 	uint32_t v;
@@ -72,7 +74,8 @@ void reports_source_destroy(struct reports_source *src)
 	if (!src)
 		return;
 	if (src->map)
-		munmap(src->map, src->len);
+		munmap(src->map, src->map_len ? src->map_len : src->len);
+	reports_follow_free(src->follow);
 	free(src->owned);
 	free(src->runs);
 	free(src->low);
@@ -389,16 +392,30 @@ int reports_events_next(struct reports_events *it, struct reports_event *ev)
 	const struct reports_source *src = it->src;
 	if (!src)
 		return 0;
-	/* every run whose first event comes before the heap's next joins it */
-	while (it->next_run < src->n_runs) {
-		const struct reports_run *run = &src->runs[it->next_run];
-		if (it->n_heap > 0) {
-			const struct cursor *top = &it->cur[it->heap[0]];
-			if (top->ev.seq < run->first_seq ||
-			    (top->ev.seq == run->first_seq && top->ev.order < run->first_order))
+	for (;;) {
+		/* every run whose first event comes before the heap's next joins
+		 * it; while following a capture, only runs below safe_seq (all of
+		 * them are known) */
+		while (it->next_run < src->n_runs) {
+			const struct reports_run *run = &src->runs[it->next_run];
+			if (src->safe_seq != UINT64_MAX && run->first_seq >= src->safe_seq)
 				break;
+			if (it->n_heap > 0) {
+				const struct cursor *top = &it->cur[it->heap[0]];
+				if (top->ev.seq < run->first_seq ||
+				    (top->ev.seq == run->first_seq &&
+				     top->ev.order < run->first_order))
+					break;
+			}
+			int res = open_run(it, it->next_run++);
+			if (res < 0)
+				return res;
 		}
-		int res = open_run(it, it->next_run++);
+		if (src->safe_seq == UINT64_MAX ||
+		    (it->n_heap > 0 && it->cur[it->heap[0]].ev.seq < src->safe_seq))
+			break;
+		reports_follow_taken(src, it->emitted);
+		int res = reports_follow_feed(src, it->next_run);
 		if (res < 0)
 			return res;
 	}

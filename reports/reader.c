@@ -31,7 +31,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <stdatomic.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <memprof/capture.h>
@@ -111,6 +113,10 @@ struct reader {
 	uint64_t order;
 	uint64_t record_off; /* file offset of the record being read */
 	uint64_t record_at;  /* its offset in the file, or in a zchunk's records */
+
+	size_t off;          /* the next chunk's file offset */
+	size_t released;     /* pages below it were given back */
+	uint64_t flushed;    /* the highest FLUSHED seq read */
 };
 
 static const char *const tag_names[CAPTURE_TAG_MAX + 1] = {
@@ -125,6 +131,7 @@ static const char *const tag_names[CAPTURE_TAG_MAX + 1] = {
 	[CAPTURE_OBJTYPE] = "OBJTYPE",     [CAPTURE_OBJECT] = "OBJECT",
 	[CAPTURE_OBJEDGE] = "OBJEDGE",     [CAPTURE_SNAPSHOT] = "SNAPSHOT",
 	[CAPTURE_OBJCOUNT] = "OBJCOUNT",   [CAPTURE_SCANREF] = "SCANREF",
+	[CAPTURE_FLUSHED] = "FLUSHED",
 };
 
 __attribute__((format(printf, 3, 4))) static int fail(struct reader *r, uint64_t off,
@@ -708,6 +715,20 @@ static int rec_end(struct reader *r, struct cursor *c)
 	return 0;
 }
 
+static int rec_flushed(struct reader *r, struct cursor *c)
+{
+	uint64_t seq;
+	int res = get_u(r, c, &seq);
+	if (res < 0)
+		return res;
+	if (r->version < 3)
+		return fail(r, r->record_off,
+			    "corrupt capture: a FLUSHED record in a version %u capture", r->version);
+	if (seq > r->flushed)
+		r->flushed = seq;
+	return 0;
+}
+
 static int rec_scan(struct reader *r, struct cursor *c)
 {
 	struct reports_scan s;
@@ -877,6 +898,7 @@ static int read_record(struct reader *r, struct cursor *c)
 	case CAPTURE_SNAPSHOT: return rec_snapshot(r, c);
 	case CAPTURE_OBJCOUNT: return rec_objcount(r, c);
 	case CAPTURE_SCANREF: return rec_scanref(r, c);
+	case CAPTURE_FLUSHED: return rec_flushed(r, c);
 	}
 	return fail(r, r->record_off, "corrupt capture: unknown record tag %d", c->tag);
 }
@@ -928,12 +950,16 @@ static int unpack(struct reader *r, uint64_t off, const uint8_t *payload, size_t
 	return 0;
 }
 
-static int read_chunks(struct reader *r)
+/* Reads the chunks from r->off on.  A chunk that runs past r->len ends
+ * the file (truncated) when final, else is left for when it is whole. */
+static int read_chunks(struct reader *r, bool final)
 {
 	struct reports_capture *cap = r->cap;
-	size_t off = CAPTURE_HEADER_SIZE, released = 0;
+	size_t off = r->off, released = r->released;
 	while (off < r->len) {
 		if (r->len - off < CAPTURE_CHUNK_HEADER_SIZE) {
+			if (!final)
+				break;
 			cap->truncated = true;
 			cap->truncated_at = off;
 			break;
@@ -946,6 +972,8 @@ static int read_chunks(struct reader *r)
 			return fail(r, off, "corrupt capture: chunk of %u bytes (at most %u)", plen,
 				    CAPTURE_CHUNK_MAX);
 		if (plen > r->len - off - CAPTURE_CHUNK_HEADER_SIZE) {
+			if (!final)
+				break;
 			cap->truncated = true;
 			cap->truncated_at = off;
 			break;
@@ -972,13 +1000,18 @@ static int read_chunks(struct reader *r)
 			return res;
 		cap->n_chunks++;
 		off += CAPTURE_CHUNK_HEADER_SIZE + plen;
-		reports_progress("reading", off, r->len); /* progress.c */
+		r->off = off;
+		if (!r->src->follow)
+			reports_progress("reading", off, r->len); /* progress.c */
 		if (off - released >= RELEASE_STEP) {
 			reports_source_release(r->src, released, off);
 			released = off;
 		}
 	}
-	reports_source_release(r->src, released, off);
+	r->off = off;
+	r->released = released;
+	if (final)
+		reports_source_release(r->src, released, off);
 	return 0;
 }
 
@@ -990,15 +1023,17 @@ static int cmp_run(const void *a, const void *b)
 	return x->first_order < y->first_order ? -1 : x->first_order > y->first_order;
 }
 
-/* Runs in merge order, and low[]: where the file is still needed. */
-static int order_runs(struct reader *r)
+/* Runs from joined on in merge order, and low[]: where the file is still
+ * needed. */
+static int order_runs(struct reader *r, size_t joined)
 {
 	struct reports_source *src = r->src;
-	if (src->n_runs > 1)
-		qsort(src->runs, src->n_runs, sizeof(*src->runs), cmp_run);
-	src->low = malloc((src->n_runs + 1) * sizeof(*src->low));
-	if (!src->low)
+	if (src->n_runs > joined + 1)
+		qsort(src->runs + joined, src->n_runs - joined, sizeof(*src->runs), cmp_run);
+	uint64_t *low = realloc(src->low, (src->n_runs + 1) * sizeof(*src->low));
+	if (!low)
 		return nomem(r);
+	src->low = low;
 	src->low[src->n_runs] = src->len;
 	for (size_t i = src->n_runs; i-- > 0;) {
 		uint64_t need = reports_run_need(&src->runs[i]);
@@ -1030,7 +1065,7 @@ static void apply_unloads(struct reader *r)
 	}
 }
 
-static int read_all(struct reader *r)
+static int read_header(struct reader *r)
 {
 	if (r->len < CAPTURE_HEADER_SIZE) {
 		size_t n = r->len < CAPTURE_MAGIC_LEN ? r->len : CAPTURE_MAGIC_LEN;
@@ -1051,10 +1086,17 @@ static int read_all(struct reader *r)
 		return fail(r, 12, "corrupt capture: header size %u (expected %u)", hsize,
 			    CAPTURE_HEADER_SIZE);
 	r->version = r->src->version = version;
-	int res = read_chunks(r);
-	if (res < 0)
-		return res;
-	if ((res = resolve_stacks(r)) < 0 || (res = order_runs(r)) < 0)
+	r->off = CAPTURE_HEADER_SIZE;
+	return 0;
+}
+
+/* What comes after the last chunk: stacks resolved, runs in merge order
+ * (from joined on: the merge of a followed capture has opened the ones
+ * before), modules' unloads, samples in order. */
+static int read_finish(struct reader *r, size_t joined)
+{
+	int res;
+	if ((res = resolve_stacks(r)) < 0 || (res = order_runs(r, joined)) < 0)
 		return res;
 	apply_unloads(r);
 	struct reports_capture *cap = r->cap;
@@ -1063,6 +1105,26 @@ static int read_all(struct reader *r)
 	cap->incomplete = cap->truncated || !cap->has_end;
 	cap->file_size = r->len;
 	return 0;
+}
+
+static int read_all(struct reader *r)
+{
+	int res = read_header(r);
+	if (res == 0)
+		res = read_chunks(r, true);
+	return res < 0 ? res : read_finish(r, 0);
+}
+
+static void reader_free(struct reader *r)
+{
+	free(r->raw);
+	free(r->raw_dense);
+	free(r->zbuf);
+	ZSTD_freeDCtx(r->zctx);
+	free(r->canon_slots);
+	free(r->unloads);
+	reports_map_finish(&r->raw_by_id);
+	memset(r, 0, sizeof(*r));
 }
 
 /* Reads the capture of src (which the new capture owns from here on, even
@@ -1074,6 +1136,7 @@ static int load_source(struct reports_source *src, struct reports_capture **out,
 	if (err)
 		memset(err, 0, sizeof(*err));
 	*out = NULL;
+	src->safe_seq = UINT64_MAX;
 	r.cap = calloc(1, sizeof(*r.cap));
 	if (!r.cap) {
 		reports_source_destroy(src);
@@ -1081,18 +1144,13 @@ static int load_source(struct reports_source *src, struct reports_capture **out,
 	}
 	r.cap->source = src;
 	int res = read_all(&r);
-	free(r.raw);
-	free(r.raw_dense);
-	free(r.zbuf);
-	ZSTD_freeDCtx(r.zctx);
-	free(r.canon_slots);
-	free(r.unloads);
-	reports_map_finish(&r.raw_by_id);
+	struct reports_capture *cap = r.cap;
+	reader_free(&r);
 	if (res < 0) {
-		reports_capture_destroy(r.cap);
+		reports_capture_destroy(cap);
 		return res;
 	}
-	*out = r.cap;
+	*out = cap;
 	return 0;
 }
 
@@ -1207,6 +1265,187 @@ int reports_capture_load_file(const char *path, struct reports_capture **out,
 	return load_source(src, out, err);
 }
 
+/* ---- following a capture as it grows ------------------------------------
+ * memprof run analyses the events while the program runs: the file is
+ * mapped into an address range reserved up front (so that what the merge
+ * holds never moves) and read chunk by chunk as the tracer appends them.
+ * The merge may take the events below the latest FLUSHED record's seq
+ * (capture.h: every smaller one is in the file before it); it waits for
+ * the next one, or for the end of the program, when it gets there. */
+
+/* The address range a followed capture may grow into. */
+#define FOLLOW_RESERVE ((size_t)1 << 40)
+/* How long the follower sleeps when the file has not grown enough. */
+#define FOLLOW_POLL_NS 5000000L
+
+struct reports_follow {
+	struct reader r;
+	struct reports_error err;
+	int fd;
+	uint8_t *base;
+	size_t mapped; /* bytes of the range mapped to the file (whole pages) */
+	bool header;   /* read */
+	bool finished; /* the whole file read */
+	atomic_bool ended;
+	_Atomic uint64_t taken; /* events the merge has taken */
+};
+
+void reports_follow_free(struct reports_follow *f)
+{
+	if (!f)
+		return;
+	reader_free(&f->r);
+	if (f->fd >= 0)
+		close(f->fd);
+	free(f);
+}
+
+int reports_capture_follow(const char *path, struct reports_capture **out,
+			   struct reports_error *err)
+{
+	*out = NULL;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return sys_error(err, errno, "cannot open");
+	struct stat st;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		close(fd);
+		return sys_error(err, EINVAL, "cannot follow");
+	}
+	void *base = mmap(NULL, FOLLOW_RESERVE, PROT_NONE,
+			  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	struct reports_follow *f = calloc(1, sizeof(*f));
+	struct reports_source *src = calloc(1, sizeof(*src));
+	struct reports_capture *cap = calloc(1, sizeof(*cap));
+	if (base == MAP_FAILED || !f || !src || !cap) {
+		if (base != MAP_FAILED)
+			munmap(base, FOLLOW_RESERVE);
+		free(f);
+		free(src);
+		free(cap);
+		close(fd);
+		return sys_error(err, ENOMEM, "cannot follow");
+	}
+	f->fd = fd;
+	f->base = base;
+	atomic_init(&f->ended, false);
+	src->map = base;
+	src->map_len = FOLLOW_RESERVE;
+	src->data = base;
+	src->follow = f;
+	src->raw_stacks = true;
+	cap->source = src;
+	f->r = (struct reader){ .data = base, .err = &f->err, .src = src, .cap = cap };
+	*out = cap;
+	return 0;
+}
+
+uint64_t reports_capture_follow_end(struct reports_capture *cap)
+{
+	if (!cap || !cap->source || !cap->source->follow)
+		return 0;
+	struct reports_follow *f = cap->source->follow;
+	atomic_store(&f->ended, true);
+	return atomic_load(&f->taken);
+}
+
+void reports_follow_taken(const struct reports_source *src, uint64_t n)
+{
+	atomic_store_explicit(&src->follow->taken, n, memory_order_relaxed);
+}
+
+/* Maps what the file gained. */
+static int follow_map(struct reports_follow *f)
+{
+	struct stat st;
+	if (fstat(f->fd, &st) < 0)
+		return -errno;
+	size_t size = (size_t)st.st_size;
+	if (size < f->r.len)
+		return -EIO; /* the file shrank under us */
+	if (size > FOLLOW_RESERVE)
+		return -EFBIG;
+	size_t page = (size_t)sysconf(_SC_PAGESIZE);
+	size_t hi = (size + page - 1) / page * page;
+	if (hi > f->mapped) {
+		/* the last page again too: it was mapped when the file ended in it */
+		size_t lo = f->mapped >= page ? f->mapped - page : 0;
+		if (mmap(f->base + lo, hi - lo, PROT_READ, MAP_PRIVATE | MAP_FIXED, f->fd,
+			 (off_t)lo) == MAP_FAILED)
+			return -errno;
+		f->mapped = hi;
+	}
+	f->r.len = f->r.src->len = size;
+	return 0;
+}
+
+int reports_follow_feed(const struct reports_source *csrc, size_t joined)
+{
+	struct reports_source *src = (struct reports_source *)csrc;
+	struct reports_follow *f = src->follow;
+	if (!f || f->finished)
+		return -EIO;
+	struct reader *r = &f->r;
+	uint64_t safe = src->safe_seq;
+	for (;;) {
+		/* read before the size: once ended, what the size shows is all */
+		bool final = atomic_load(&f->ended);
+		size_t n_before = src->n_runs;
+		int res = follow_map(f);
+		if (res == 0 && !f->header && (r->len >= CAPTURE_HEADER_SIZE || final)) {
+			res = read_header(r);
+			f->header = res == 0;
+		}
+		if (res == 0 && f->header)
+			res = read_chunks(r, final);
+		if (res < 0)
+			return res;
+		/* FLUSHED promised no event below safe would come later */
+		for (size_t i = n_before; i < src->n_runs; i++)
+			if (src->runs[i].first_seq < safe)
+				return -EAGAIN;
+		if (final) {
+			if ((res = read_finish(r, joined)) < 0)
+				return res;
+			f->finished = true;
+			src->safe_seq = UINT64_MAX;
+			return 0;
+		}
+		if (r->flushed > safe) {
+			if ((res = order_runs(r, joined)) < 0)
+				return res;
+			src->safe_seq = r->flushed;
+			return 0;
+		}
+		struct timespec ts = { 0, FOLLOW_POLL_NS };
+		nanosleep(&ts, NULL);
+	}
+}
+
+uint32_t reports_follow_raw(const struct reports_source *src, uint64_t id)
+{
+	uint32_t slot = raw_find(&src->follow->r, id);
+	return id == 0 || slot == NO_INDEX ? REPORTS_NO_STACK : slot;
+}
+
+uint32_t reports_follow_canon(const struct reports_source *src, uint32_t raw)
+{
+	const struct reader *r = &src->follow->r;
+	return raw == REPORTS_NO_STACK || raw >= r->n_raw ? REPORTS_NO_STACK : r->raw[raw].canon;
+}
+
+size_t reports_follow_n_raw(const struct reports_source *src)
+{
+	return src->follow ? src->follow->r.n_raw : 0;
+}
+
+void reports_follow_done(struct reports_source *src)
+{
+	src->raw_stacks = false;
+	reports_follow_free(src->follow);
+	src->follow = NULL;
+}
+
 void reports_capture_destroy(struct reports_capture *cap)
 {
 	if (!cap)
@@ -1215,6 +1454,7 @@ void reports_capture_destroy(struct reports_capture *cap)
 	for (size_t i = 0; i < cap->argc; i++)
 		free(cap->argv[i]);
 	free(cap->argv);
+	reports_prepass_free(cap->prepass);
 	reports_source_destroy(cap->source);
 	free(cap->nodes);
 	for (size_t i = 0; i < cap->n_modules; i++) {

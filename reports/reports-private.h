@@ -9,6 +9,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct reports_follow;
+struct reports_prepass;
+
 /* Makes room for at least need elements of elem bytes in *v (capacity in
  * *cap, doubled as needed).  0 or -ENOMEM; *v is untouched on failure. */
 int reports_vec_reserve(void *v, size_t *cap, size_t need, size_t elem);
@@ -98,6 +101,7 @@ struct reports_source {
 	size_t len;
 	uint32_t version;    /* of the capture (version 2 delta-codes stack ids) */
 	void *map;           /* data is this mapping of the file (munmap'd)... */
+	size_t map_len;      /* ...of this many bytes (0: len) */
 	uint8_t *owned;      /* ...or this copy (freed) */
 	struct reports_run *runs; /* sorted by (first_seq, first_order) */
 	size_t n_runs;
@@ -108,7 +112,38 @@ struct reports_source {
 	uint32_t *dense;
 	size_t n_dense;
 	struct reports_map sparse;
+	/* A capture followed while it grows (reader.c): the merge takes the
+	 * events below safe_seq and asks for more (reports_follow_feed) when
+	 * it reaches it; UINT64_MAX once the whole file is read.  While
+	 * raw_stacks is set, events name their stacks by raw slot (in order
+	 * of first mention, as the reader meets them) rather than by
+	 * canonical node, which only exists once the file is read. */
+	struct reports_follow *follow;
+	uint64_t safe_seq;
+	bool raw_stacks;
 };
+
+/* Reads what the followed capture of src gained, up to its next FLUSHED
+ * record or, once reports_capture_follow_end() was called, its end; the
+ * runs from joined on (those the merge has not opened) are put in merge
+ * order.  Waits for the file to grow.  0, or a negative errno (-EAGAIN
+ * when the file broke FLUSHED's promise). */
+int reports_follow_feed(const struct reports_source *src, size_t joined);
+/* While src->raw_stacks: the raw slot of a stack id (REPORTS_NO_STACK for
+ * none), and, once the file is read, the canonical node of a raw slot. */
+uint32_t reports_follow_raw(const struct reports_source *src, uint64_t id);
+uint32_t reports_follow_canon(const struct reports_source *src, uint32_t raw);
+/* How many raw slots there are (stack ids below it are raw slots). */
+size_t reports_follow_n_raw(const struct reports_source *src);
+/* The merge has taken n events (for reports_capture_follow_end). */
+void reports_follow_taken(const struct reports_source *src, uint64_t n);
+/* Ends raw_stacks: events name canonical nodes from here on; the
+ * follower's reader state is freed. */
+void reports_follow_done(struct reports_source *src);
+void reports_follow_free(struct reports_follow *f);
+/* The analysis's pass made while following (analysis.c), freed with the
+ * capture. */
+void reports_prepass_free(struct reports_prepass *pre);
 
 /* The file offset from which a run needs the file: its first record, or
  * its zchunk. */

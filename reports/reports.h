@@ -27,6 +27,8 @@
 
 /* ---- the capture model (reader.c) ------------------------------------- */
 
+struct reports_prepass;
+
 #define REPORTS_NO_STACK UINT32_MAX
 /* Deeper stacks are cut there (a hostile capture may chain nodes forever). */
 #define REPORTS_STACK_DEPTH_MAX 256u
@@ -257,6 +259,9 @@ struct reports_capture {
 
 	/* Where the events are read again from (reader.c). */
 	struct reports_source *source;
+	/* The analysis's pass over the events, made while the capture was
+	 * followed (reports_analysis_prepass), or NULL. */
+	struct reports_prepass *prepass;
 };
 
 /* Where and why a capture could not be read. */
@@ -277,6 +282,22 @@ int reports_capture_load_buffer(const uint8_t *data, size_t len,
 int reports_capture_load_file(const char *path, struct reports_capture **out,
 			      struct reports_error *err);
 void reports_capture_destroy(struct reports_capture *cap);
+
+/* ---- a capture read while the program writes it (memprof run) ---------
+ * reports_capture_follow() opens a capture file that the tracer is still
+ * appending to; reports_analysis_prepass() (on a thread of its own) then
+ * replays its events as the tracer's FLUSHED records make them final,
+ * waiting for more, until reports_capture_follow_end() (from any thread,
+ * once the program is over) lets it read the rest and return.  The
+ * capture is then what reports_capture_load_file() would have made of the
+ * file, and reports_analysis_run() takes the pass already made.  Both
+ * return 0 or a negative errno; on failure, destroy the capture and load
+ * the file as usual. */
+int reports_capture_follow(const char *path, struct reports_capture **out,
+			   struct reports_error *err);
+/* Returns how many events the pass has taken so far. */
+uint64_t reports_capture_follow_end(struct reports_capture *cap);
+int reports_analysis_prepass(struct reports_capture *cap);
 
 /* Writes the capture at src to a new file dst (which must not exist) with
  * its chunks compressed (compress.c).  0, -EINVAL when src is not a

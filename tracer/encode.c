@@ -240,6 +240,14 @@ size_t record_note_put(uint8_t *out, uint64_t seq, uint64_t level, const char *t
 	return n;
 }
 
+size_t record_flushed_put(uint8_t *out, uint64_t seq)
+{
+	size_t n = 0;
+	out[n++] = CAPTURE_FLUSHED;
+	n += put_u(out + n, seq);
+	return n;
+}
+
 size_t record_lost_put(uint8_t *out, uint64_t events)
 {
 	size_t n = 0;

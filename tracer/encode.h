@@ -26,6 +26,7 @@
 #define RECORD_SAMPLE_MAX (1u + 5u * RECORD_VARINT_MAX)
 #define RECORD_BADFREE_MAX (1u + 6u * RECORD_VARINT_MAX)
 #define RECORD_LOST_MAX (1u + RECORD_VARINT_MAX)
+#define RECORD_FLUSHED_MAX (1u + RECORD_VARINT_MAX)
 #define RECORD_END_MAX (1u + 5u * RECORD_VARINT_MAX)
 #define RECORD_SCAN_MAX (1u + 3u * RECORD_VARINT_MAX)
 #define RECORD_SCANBLOCK_MAX (1u + 6u * RECORD_VARINT_MAX)
@@ -100,6 +101,7 @@ size_t record_stats_put(uint8_t *out, const struct pool_stats *st);
 size_t record_note_put(uint8_t *out, uint64_t seq, uint64_t level, const char *text,
 		       size_t len);
 size_t record_lost_put(uint8_t *out, uint64_t events);
+size_t record_flushed_put(uint8_t *out, uint64_t seq);
 size_t record_end_put(uint8_t *out, uint64_t t_ns, uint64_t seq, uint64_t how,
 		      uint64_t status, uint64_t sig);
 size_t record_scan_put(uint8_t *out, uint64_t n_blocks, uint64_t n_edges, uint64_t flags);

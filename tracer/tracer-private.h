@@ -146,6 +146,9 @@ void tbuf_flush_locked(struct tbuf *b);
 uint8_t *tbuf_reserve(struct tbuf *b, size_t need);
 void tbuf_commit(struct tbuf *b, size_t n);
 void writer_flush_all(bool wait);
+/* Flushes every buffer, waiting a little for busy ones; false when some
+ * buffer stayed busy (its records may still be unwritten). */
+bool writer_flush_every(void);
 void writer_flush_for_death(void);
 void writer_fork_child_reset(struct tbuf *keep);
 void *writer_scratch_map(size_t len);

@@ -306,6 +306,26 @@ void writer_flush_all(bool wait)
 	}
 }
 
+bool writer_flush_every(void)
+{
+	bool all = true;
+	for (struct tbuf *b = atomic_load(&tracer.tbufs); b; b = b->next) {
+		/* every buffer, empty or not: one that looks empty may be held
+		 * by a thread that took its seq but has not written its record.
+		 * A thread holds its buffer for one event, or one write(2). */
+		unsigned tries = 0;
+		while (!tbuf_trylock(b) && ++tries < 2000)
+			sched_yield();
+		if (tries >= 2000) {
+			all = false;
+			continue;
+		}
+		tbuf_flush_locked(b);
+		tbuf_unlock(b);
+	}
+	return all;
+}
+
 void writer_flush_for_death(void)
 {
 	struct tbuf *mine = tracer_tls.buf;

@@ -1,5 +1,5 @@
 /*
- * capture.h: the memprof capture file format, version 2.
+ * capture.h: the memprof capture file format, version 3.
  *
  * This header is the only contract between tracer/ (which writes captures
  * inside the traced program) and reports/ (which reads them afterwards).
@@ -18,8 +18,8 @@
  * A zchunk (version 2) is a chunk whose records were compressed with zstd:
  * the frame decompresses to exactly raw_len bytes (at most
  * CAPTURE_ZCHUNK_RAW_MAX) that are read as a chunk's payload.  Its checksum
- * covers the compressed payload.  A reader of version 2 reads version 1
- * files too (they have no zchunk).
+ * covers the compressed payload.  A reader of version 3 reads versions 1
+ * and 2 too (version 1 has no zchunk, versions 1 and 2 no FLUSHED).
  *
  * Every thread fills its own buffer and appends it to the file as one chunk
  * with a single write(2) on an O_APPEND descriptor, so chunks never
@@ -133,6 +133,13 @@
  *   OBJCOUNT  u(snapshot) u(type_id) u(count) u(bytes)
  *             live objects of a type (tracked or not) and their bodies'
  *             bytes at a snapshot.
+ *   FLUSHED   u(seq)   -- version 3: every event whose seq is below this one
+ *             is in a chunk that comes before this record's chunk in the
+ *             file; chunks after it hold only events at or above it.
+ *             Written by the sampler (chunk tid 0) about every 100 ms,
+ *             after it flushed every thread's buffer, so that a reader
+ *             following a growing capture (memprof run analyses while the
+ *             program runs) knows which events are final.
  *   SCANREF   u(addr) u(from) u(kind) u(tid)
  *             the back-reference of a block of the last SCAN: what first
  *             reached the block that starts at addr.  kind CAPTURE_REF_*:
@@ -156,7 +163,7 @@
 
 #define CAPTURE_MAGIC "MEMPROF\0"
 #define CAPTURE_MAGIC_LEN 8
-#define CAPTURE_VERSION 2u
+#define CAPTURE_VERSION 3u
 #define CAPTURE_VERSION_MIN 1u /* the oldest version readers still read */
 #define CAPTURE_HEADER_SIZE 16u
 #define CAPTURE_CHUNK_MAGIC 0x4b43504du /* "MPCK" little-endian */
@@ -189,7 +196,8 @@ enum capture_tag {
 	CAPTURE_SNAPSHOT = 20,
 	CAPTURE_OBJCOUNT = 21,
 	CAPTURE_SCANREF = 22,
-	CAPTURE_TAG_MAX = 22,
+	CAPTURE_FLUSHED = 23,
+	CAPTURE_TAG_MAX = 23,
 };
 
 /* ---- objects (libmemprof-heap) ---- */

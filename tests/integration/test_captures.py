@@ -80,7 +80,7 @@ class Captures(MemprofTestCase):
         self.assertEqual(p.returncode, 0, p.stderr)
         with open(capture, "rb") as f:
             data = f.read()
-        self.assertEqual(struct.unpack_from("<I", data, 8)[0], 2, "version 2")
+        self.assertEqual(struct.unpack_from("<I", data, 8)[0], 3, "version 3")
         magics, raw, off = [], HEADER, HEADER
         while off + CHUNK_HEADER <= len(data):
             magic, length = struct.unpack_from("<II", data, off)

@@ -1,10 +1,12 @@
 """test_threads.py: a multi-threaded program: the per-thread chunks of the
 capture are merged and the counts of the threads' own site are exact."""
+import json
 import os
+import re
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from memprof_test import MemprofTestCase, fixture, main  # noqa: E402
+from memprof_test import MemprofTestCase, fixture, main, memprof  # noqa: E402
 
 
 class Threads(MemprofTestCase):
@@ -27,6 +29,49 @@ class Threads(MemprofTestCase):
         self.assertGreaterEqual(t["live_bytes_at_exit"], 64)
         kept = [s for s in sites if s["bytes"] == 64]
         self.assertEqual(kept[0]["leaked_bytes"], 64)
+
+
+class Live(MemprofTestCase):
+    """memprof run replays the capture while the program runs; what it
+    reports is what memprof report makes of the same capture."""
+
+    def run_live(self, how):
+        capture, out = self.path("live-%s.mpc" % how), self.path("live-%s.json" % how)
+        p = memprof("run", "-o", capture, "--json", out, "--", fixture("fixture-live"), "700",
+                    cwd=self.tmp, env={"MEMPROF_LIVE": how})
+        self.assertEqual(p.returncode, 0, p.stderr)
+        with open(out) as f:
+            report = f.read()
+        again = memprof("report", capture, cwd=self.tmp)
+        again_json = memprof("report", "-f", "json", capture, cwd=self.tmp)
+        self.assertEqual(again.returncode, 0, again.stderr)
+        self.assertEqual(again_json.returncode, 0, again_json.stderr)
+        lines = p.stderr.splitlines(keepends=True)
+        live = [line for line in lines if line.startswith("memprof: live:")]
+        text = "".join(line for line in lines if not line.startswith("memprof: live:"))
+        self.assertEqual(text, again.stdout)
+        self.assertEqual(report, again_json.stdout)
+        return json.loads(report), live
+
+    def test_the_replay_made_during_the_run_is_the_report_of_the_capture(self):
+        report, live = self.run_live("verbose")
+        self.assertEqual(len(live), 1, live)
+        m = re.match(r"memprof: live: (\d+) events replayed while the program ran, "
+                     r"the rest after$", live[0].strip())
+        self.assertTrue(m, live[0])
+        self.assertGreater(int(m.group(1)), 0, "nothing was replayed during the run")
+        sites = self.sites_with(report, "live_alloc")
+        self.assertTrue(sites)
+        t = report["totals"]
+        self.assertGreater(t["allocations"], 10000)
+        # the three kept blocks (of 40 bytes), all the rest freed
+        self.assertEqual(t["allocations"] - t["frees"], 3)
+        self.assertEqual(t["live_bytes_at_exit"], 120)
+
+    def test_without_the_live_replay_the_report_is_the_same_kind(self):
+        report, live = self.run_live("0")
+        self.assertEqual(live, [])
+        self.assertGreater(report["totals"]["allocations"], 10000)
 
 
 if __name__ == "__main__":
