@@ -473,11 +473,78 @@ __attribute__((noreturn)) static void child(const struct run_options *o, const c
 
 /* Runs the program; returns its wait status, or -1 after a message (with
  * *exit_code set). */
+/* The capture compressed on a thread of its own (reports/compress.c), then
+ * put in its place: while the program runs, following the file (follow),
+ * or else after it, while the reports are made from the plain file. */
+struct packer {
+	pthread_t thread;
+	bool started;
+	bool follow;
+	atomic_bool ended; /* follow: the program is over */
+	atomic_bool done;  /* the thread has finished (res is set) */
+	const char *capture;
+	char tmp[PATH_MAX];
+	int res;
+};
+
+static bool pack_ended(void *arg)
+{
+	return atomic_load(&((struct packer *)arg)->ended);
+}
+
+static void *pack_thread(void *arg)
+{
+	struct packer *p = arg;
+	struct reports_error err;
+	if (p->follow)
+		p->res = reports_capture_compress_follow(p->capture, p->tmp, pack_ended, p, &err);
+	else
+		p->res = reports_capture_compress(p->capture, p->tmp, &err);
+	atomic_store(&p->done, true);
+	return NULL;
+}
+
+static void pack_start(struct packer *p, const char *capture, bool follow)
+{
+	p->capture = capture;
+	p->started = false;
+	p->follow = follow;
+	atomic_init(&p->ended, false);
+	atomic_init(&p->done, false);
+	int n = snprintf(p->tmp, sizeof(p->tmp), "%s.%ld.tmp", capture, (long)getpid());
+	if (n < 0 || (size_t)n >= sizeof(p->tmp))
+		return;
+	unlink(p->tmp); /* a leftover of a memprof run killed with our pid */
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	p->started = pthread_create(&p->thread, NULL, pack_thread, p) == 0;
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
+/* The program is over: a following packer takes what is left. */
+static void pack_ended_now(struct packer *p)
+{
+	atomic_store(&p->ended, true);
+}
+
+static void pack_finish(struct packer *p, bool keep)
+{
+	if (!p->started)
+		return;
+	pack_ended_now(p);
+	pthread_join(p->thread, NULL);
+	p->started = false;
+	if (p->res == 0 && (!keep || rename(p->tmp, p->capture) < 0))
+		unlink(p->tmp);
+}
+
 /* ---- the capture followed while the program runs ------------------------ */
 
 struct live {
 	pthread_t thread;
 	bool started;
+	struct packer pack; /* the capture compressed as it grows */
 	bool verbose;    /* MEMPROF_LIVE=verbose */
 	uint64_t at_end; /* the events replayed when the program ended */
 	char path[PATH_MAX];
@@ -533,6 +600,7 @@ static void live_start(struct live *l, const char *path)
 		return;
 	l->verbose = how && strcmp(how, "verbose") == 0;
 	snprintf(l->path, sizeof(l->path), "%s", path);
+	pack_start(&l->pack, l->path, true);
 	pthread_mutex_init(&l->lock, NULL);
 	sigset_t all, old;
 	sigfillset(&all);
@@ -552,6 +620,7 @@ static struct reports_capture *live_finish(struct live *l)
 	if (l->cap)
 		l->at_end = reports_capture_follow_end(l->cap);
 	pthread_mutex_unlock(&l->lock);
+	pack_ended_now(&l->pack);
 	pthread_join(l->thread, NULL);
 	pthread_mutex_destroy(&l->lock);
 	l->started = false;
@@ -693,55 +762,24 @@ static void list_children(const char *capture, time_t since)
 
 static int run_with(int argc, char **argv, struct run_options *op, FILE **json);
 
-/* The capture compressed on a thread of its own while the reports are
- * made from the plain file (reports/compress.c), then put in its place. */
-struct packer {
-	pthread_t thread;
-	bool started;
-	const char *capture;
-	char tmp[PATH_MAX];
-	int res;
-};
-
-static void *pack_thread(void *arg)
-{
-	struct packer *p = arg;
-	struct reports_error err;
-	p->res = reports_capture_compress(p->capture, p->tmp, &err);
-	return NULL;
-}
-
-static void pack_start(struct packer *p, const char *capture)
-{
-	p->capture = capture;
-	p->started = false;
-	int n = snprintf(p->tmp, sizeof(p->tmp), "%s.%ld.tmp", capture, (long)getpid());
-	if (n < 0 || (size_t)n >= sizeof(p->tmp))
-		return;
-	unlink(p->tmp); /* a leftover of a memprof run killed with our pid */
-	p->started = pthread_create(&p->thread, NULL, pack_thread, p) == 0;
-}
-
-static void pack_finish(struct packer *p, bool keep)
-{
-	if (!p->started)
-		return;
-	pthread_join(p->thread, NULL);
-	if (p->res == 0 && (!keep || rename(p->tmp, p->capture) < 0))
-		unlink(p->tmp);
-}
-
 /* Reads the capture and writes the reports; the status is the program's. */
 static int report(const struct run_options *o, const char *capture, int capture_fd,
-		  FILE **json, struct reports_outcome *oc, struct reports_capture *live)
+		  FILE **json, struct reports_outcome *oc, struct reports_capture *live,
+		  struct packer *live_pack)
 {
 	struct reports_capture *cap = NULL;
 	struct reports_error err;
 	char fd_path[64];
 	const char *source = cli_capture_source(capture, capture_fd, fd_path, sizeof(fd_path));
-	struct packer packer = { 0 };
-	if (source == capture)
-		pack_start(&packer, capture);
+	struct packer own = { .started = false };
+	/* a packer that followed the capture and gave up (a file system short
+	 * of room while the program ran) leaves it to one after the program */
+	if (live_pack && live_pack->started && atomic_load(&live_pack->done) &&
+	    live_pack->res < 0)
+		pack_finish(live_pack, false);
+	struct packer *packer = live_pack && live_pack->started ? live_pack : &own;
+	if (packer == &own && source == capture)
+		pack_start(&own, capture, false);
 	cli_progress_begin(); /* progress.c: cli_outputs_render ends it */
 	int loaded = 0;
 	if (live)
@@ -750,7 +788,7 @@ static int report(const struct run_options *o, const char *capture, int capture_
 		loaded = reports_capture_load_file(source, &cap, &err);
 	cli_progress_clear();
 	if (loaded < 0) {
-		pack_finish(&packer, false);
+		pack_finish(packer, false);
 		struct stat st;
 		const char *full = cli_capture_fs_problem(capture);
 		if (full && oc->signal != SIGKILL)
@@ -784,9 +822,9 @@ static int report(const struct run_options *o, const char *capture, int capture_
 	int res = cli_outputs_render(cap, &outs);
 	/* a capture that stopped early stays as the tracer left it: the
 	 * warning above names its byte offsets */
-	bool keep = !cap->incomplete;
+	bool keep = !cap->incomplete && source == capture;
 	reports_capture_destroy(cap);
-	pack_finish(&packer, keep);
+	pack_finish(packer, keep);
 	return res;
 }
 
@@ -878,12 +916,13 @@ static int run_with(int argc, char **argv, struct run_options *op, FILE **json)
 		char capture[PATH_MAX];
 		status = exit_status(wstatus, &oc);
 		capture_path(&o, pid, capture, sizeof(capture));
-		int reported = report(&o, capture, capture_fd, json, &oc, followed);
+		int reported = report(&o, capture, capture_fd, json, &oc, followed, &live.pack);
 		/* the leak gates decide now, the report done */
 		status = cli_leaks_status(o.leaks, status, reported >= 0);
 		if (o.follow_fork)
 			list_children(capture, started);
 	}
+	pack_finish(&live.pack, false); /* a program that never ran: nothing to keep */
 	if (capture_fd >= 0)
 		close(capture_fd);
 	cli_leaks_close(o.leaks);

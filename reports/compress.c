@@ -11,6 +11,9 @@
  * compression would not make it smaller.  A zchunk is copied as it is; so
  * is a torn last chunk (the reader still reports the capture cut short).
  * A bad magic or checksum stops the rewrite: the capture is left as it is.
+ * reports_capture_compress_follow() does the same while the capture is
+ * still being written (memprof run compresses it as the program runs),
+ * taking each chunk once it is whole.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -19,6 +22,8 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <time.h>
 #include <unistd.h>
 #include <zstd.h>
 
@@ -32,6 +37,9 @@
 /* Pages of the plain capture behind the rewrite go back this often, so
  * that it does not hold the whole file in memory. */
 #define RELEASE_STEP (64u << 20)
+/* A capture compressed while it is written gives up when the file system
+ * has less free space than the plain capture plus this. */
+#define SPARE_MIN ((uint64_t)64 << 20)
 
 struct out {
 	int fd;
@@ -92,30 +100,48 @@ static int fail(struct reports_error *err, uint64_t off, const char *what)
 	return -EINVAL;
 }
 
-/* Writes the chunks of data[0, len) to o, compressed. */
-static int rewrite(const uint8_t *data, size_t len, struct out *o, ZSTD_CCtx *z,
+/* A rewrite under way: the chunks before off are written. */
+struct rewriter {
+	struct out o;
+	ZSTD_CCtx *z;
+	size_t bound;
+	size_t off, released;
+	bool header;
+};
+
+/* Writes the chunks of data[w->off, len) to w->o, compressed.  Unless
+ * final (the file will not grow), a chunk that runs past len waits. */
+static int rewrite(struct rewriter *w, const uint8_t *data, size_t len, bool final,
 		   struct reports_error *err)
 {
-	if (len < CAPTURE_HEADER_SIZE || memcmp(data, CAPTURE_MAGIC, CAPTURE_MAGIC_LEN) != 0)
-		return fail(err, 0, "not a memprof capture");
-	uint32_t version = reports_le32(data + 8);
-	if (version < CAPTURE_VERSION_MIN || version > CAPTURE_VERSION)
-		return fail(err, 8, "unsupported capture version");
-	uint8_t header[CAPTURE_HEADER_SIZE];
-	memcpy(header, data, sizeof(header));
-	put_le32(header + 8, CAPTURE_VERSION);
-	out_bytes(o, header, sizeof(header));
-	size_t bound = ZSTD_compressBound(CAPTURE_ZCHUNK_RAW_MAX);
-	size_t off = CAPTURE_HEADER_SIZE, released = 0;
+	struct out *o = &w->o;
+	if (!w->header) {
+		if (len < CAPTURE_HEADER_SIZE && !final)
+			return 0;
+		if (len < CAPTURE_HEADER_SIZE ||
+		    memcmp(data, CAPTURE_MAGIC, CAPTURE_MAGIC_LEN) != 0)
+			return fail(err, 0, "not a memprof capture");
+		uint32_t version = reports_le32(data + 8);
+		if (version < CAPTURE_VERSION_MIN || version > CAPTURE_VERSION)
+			return fail(err, 8, "unsupported capture version");
+		out_bytes(o, data, CAPTURE_HEADER_SIZE); /* records unchanged: same version */
+		w->bound = ZSTD_compressBound(CAPTURE_ZCHUNK_RAW_MAX);
+		w->off = CAPTURE_HEADER_SIZE;
+		w->header = true;
+	}
+	size_t off = w->off;
 	while (off < len && !o->error) {
-		if (off - released >= RELEASE_STEP) {
-			reports_pages_release(data, len, released, off);
-			released = off;
+		if (off - w->released >= RELEASE_STEP) {
+			reports_pages_release(data, len, w->released, off);
+			w->released = off;
 		}
 		const uint8_t *h = data + off;
 		if (len - off < CAPTURE_CHUNK_HEADER_SIZE ||
 		    reports_le32(h + 4) > len - off - CAPTURE_CHUNK_HEADER_SIZE) {
+			if (!final)
+				break;
 			out_bytes(o, h, len - off); /* torn: kept as it is */
+			off = len;
 			break;
 		}
 		uint32_t magic = reports_le32(h), plen = reports_le32(h + 4);
@@ -128,9 +154,9 @@ static int rewrite(const uint8_t *data, size_t len, struct out *o, ZSTD_CCtx *z,
 		size_t whole = CAPTURE_CHUNK_HEADER_SIZE + (size_t)plen;
 		bool packed = false;
 		if (magic == CAPTURE_CHUNK_MAGIC && plen > 0 && plen <= CAPTURE_ZCHUNK_RAW_MAX) {
-			uint8_t *dst = out_room(o, CAPTURE_CHUNK_HEADER_SIZE + 4 + bound);
-			size_t n = ZSTD_compressCCtx(z, dst + CAPTURE_CHUNK_HEADER_SIZE + 4, bound,
-						     payload, plen, LEVEL);
+			uint8_t *dst = out_room(o, CAPTURE_CHUNK_HEADER_SIZE + 4 + w->bound);
+			size_t n = ZSTD_compressCCtx(w->z, dst + CAPTURE_CHUNK_HEADER_SIZE + 4,
+						     w->bound, payload, plen, LEVEL);
 			if (!ZSTD_isError(n) && n + 4 < plen) {
 				uint8_t *zp = dst + CAPTURE_CHUNK_HEADER_SIZE;
 				put_le32(zp, plen);
@@ -146,8 +172,76 @@ static int rewrite(const uint8_t *data, size_t len, struct out *o, ZSTD_CCtx *z,
 			out_bytes(o, h, whole);
 		off += whole;
 	}
-	out_flush(o);
+	w->off = off;
+	if (final)
+		out_flush(o);
 	return 0;
+}
+
+static int rewriter_open(struct rewriter *w, const char *dst)
+{
+	memset(w, 0, sizeof(*w));
+	w->o.fd = -1;
+	w->z = ZSTD_createCCtx();
+	w->o.buf = malloc(OUT_BUFFER);
+	if (!w->z || !w->o.buf)
+		return -ENOMEM;
+	w->o.fd = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+	return w->o.fd < 0 ? -errno : 0;
+}
+
+/* Closes the output; res is the rewrite's status, the file is removed
+ * unless everything went well.  Returns the final status. */
+static int rewriter_close(struct rewriter *w, const char *dst, int res)
+{
+	if (res == 0 && w->o.error)
+		res = -w->o.error;
+	if (w->o.fd >= 0) {
+		if (close(w->o.fd) < 0 && res == 0)
+			res = -errno;
+		if (res < 0)
+			unlink(dst);
+	}
+	ZSTD_freeCCtx(w->z);
+	free(w->o.buf);
+	return res;
+}
+
+int reports_capture_compress_follow(const char *src, const char *dst,
+				    bool (*ended)(void *arg), void *arg,
+				    struct reports_error *err)
+{
+	if (err)
+		memset(err, 0, sizeof(*err));
+	struct reports_growing g;
+	int res = reports_growing_open(&g, src);
+	if (res < 0)
+		return res;
+	struct rewriter w;
+	res = rewriter_open(&w, dst);
+	while (res == 0) {
+		/* asked before the size: once ended, what the size shows is all */
+		bool final = ended(arg);
+		size_t before = w.off;
+		/* the program's own capture comes first: give up while there is
+		 * still room for it to grow, rather than fill the disk under it */
+		struct statvfs vfs;
+		if (fstatvfs(w.o.fd, &vfs) == 0 &&
+		    (uint64_t)vfs.f_bavail * vfs.f_frsize < SPARE_MIN + (uint64_t)g.len) {
+			res = -ENOSPC;
+			break;
+		}
+		if ((res = reports_growing_update(&g)) < 0 ||
+		    (res = rewrite(&w, g.base, g.len, final, err)) < 0 || final)
+			break;
+		if (w.off == before) {
+			struct timespec ts = { 0, 5000000L };
+			nanosleep(&ts, NULL);
+		}
+	}
+	res = rewriter_close(&w, dst, res);
+	reports_growing_close(&g, false);
+	return res;
 }
 
 int reports_capture_compress(const char *src, const char *dst, struct reports_error *err)
@@ -168,27 +262,11 @@ int reports_capture_compress(const char *src, const char *dst, struct reports_er
 	if (data == MAP_FAILED)
 		return -errno;
 	madvise(data, len, MADV_SEQUENTIAL);
-	struct out o = { .fd = -1 };
-	ZSTD_CCtx *z = ZSTD_createCCtx();
-	o.buf = malloc(OUT_BUFFER);
-	int res = -ENOMEM;
-	if (!z || !o.buf)
-		goto out;
-	o.fd = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
-	if (o.fd < 0) {
-		res = -errno;
-		goto out;
-	}
-	res = rewrite(data, len, &o, z, err);
-	if (res == 0 && o.error)
-		res = -o.error;
-	if (close(o.fd) < 0 && res == 0)
-		res = -errno;
-	if (res < 0)
-		unlink(dst);
-out:
-	ZSTD_freeCCtx(z);
-	free(o.buf);
+	struct rewriter w;
+	int res = rewriter_open(&w, dst);
+	if (res == 0)
+		res = rewrite(&w, data, len, true, err);
+	res = rewriter_close(&w, dst, res);
 	munmap(data, len);
 	return res;
 }

@@ -24,9 +24,11 @@
  * file was rewritten under it).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <memprof/capture.h>
@@ -62,6 +64,62 @@ void reports_pages_release(const void *map, size_t len, uint64_t from, uint64_t 
 	uint64_t lo = (from + page - 1) / page * page, hi = to / page * page;
 	if (hi > lo)
 		madvise((uint8_t *)map + lo, (size_t)(hi - lo), MADV_DONTNEED);
+}
+
+int reports_growing_open(struct reports_growing *g, const char *path)
+{
+	memset(g, 0, sizeof(*g));
+	g->fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (g->fd < 0)
+		return -errno;
+	struct stat st;
+	if (fstat(g->fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		close(g->fd);
+		return -EINVAL;
+	}
+	void *base = mmap(NULL, REPORTS_GROWING_RESERVE, PROT_NONE,
+			  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (base == MAP_FAILED) {
+		int e = errno;
+		close(g->fd);
+		return -e;
+	}
+	g->base = base;
+	return 0;
+}
+
+int reports_growing_update(struct reports_growing *g)
+{
+	struct stat st;
+	if (fstat(g->fd, &st) < 0)
+		return -errno;
+	size_t size = (size_t)st.st_size;
+	if (size < g->len)
+		return -EIO; /* the file shrank under us */
+	if (size > REPORTS_GROWING_RESERVE)
+		return -EFBIG;
+	size_t page = (size_t)sysconf(_SC_PAGESIZE);
+	size_t hi = (size + page - 1) / page * page;
+	if (hi > g->mapped) {
+		/* the last page again too: it was mapped when the file ended in it */
+		size_t lo = g->mapped >= page ? g->mapped - page : 0;
+		if (mmap(g->base + lo, hi - lo, PROT_READ, MAP_PRIVATE | MAP_FIXED, g->fd,
+			 (off_t)lo) == MAP_FAILED)
+			return -errno;
+		g->mapped = hi;
+	}
+	g->len = size;
+	return 0;
+}
+
+void reports_growing_close(struct reports_growing *g, bool keep_map)
+{
+	if (g->fd >= 0)
+		close(g->fd);
+	if (g->base && !keep_map)
+		munmap(g->base, REPORTS_GROWING_RESERVE);
+	g->fd = -1;
+	g->base = NULL;
 }
 
 void reports_source_release(const struct reports_source *src, uint64_t from, uint64_t to)

@@ -1273,17 +1273,13 @@ int reports_capture_load_file(const char *path, struct reports_capture **out,
  * (capture.h: every smaller one is in the file before it); it waits for
  * the next one, or for the end of the program, when it gets there. */
 
-/* The address range a followed capture may grow into. */
-#define FOLLOW_RESERVE ((size_t)1 << 40)
 /* How long the follower sleeps when the file has not grown enough. */
 #define FOLLOW_POLL_NS 5000000L
 
 struct reports_follow {
 	struct reader r;
 	struct reports_error err;
-	int fd;
-	uint8_t *base;
-	size_t mapped; /* bytes of the range mapped to the file (whole pages) */
+	struct reports_growing file; /* its range is the source's map */
 	bool header;   /* read */
 	bool finished; /* the whole file read */
 	atomic_bool ended;
@@ -1295,8 +1291,7 @@ void reports_follow_free(struct reports_follow *f)
 	if (!f)
 		return;
 	reader_free(&f->r);
-	if (f->fd >= 0)
-		close(f->fd);
+	reports_growing_close(&f->file, true);
 	free(f);
 }
 
@@ -1304,38 +1299,29 @@ int reports_capture_follow(const char *path, struct reports_capture **out,
 			   struct reports_error *err)
 {
 	*out = NULL;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return sys_error(err, errno, "cannot open");
-	struct stat st;
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		close(fd);
-		return sys_error(err, EINVAL, "cannot follow");
-	}
-	void *base = mmap(NULL, FOLLOW_RESERVE, PROT_NONE,
-			  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	struct reports_growing file;
+	int res = reports_growing_open(&file, path);
+	if (res < 0)
+		return sys_error(err, -res, "cannot follow");
 	struct reports_follow *f = calloc(1, sizeof(*f));
 	struct reports_source *src = calloc(1, sizeof(*src));
 	struct reports_capture *cap = calloc(1, sizeof(*cap));
-	if (base == MAP_FAILED || !f || !src || !cap) {
-		if (base != MAP_FAILED)
-			munmap(base, FOLLOW_RESERVE);
+	if (!f || !src || !cap) {
+		reports_growing_close(&file, false);
 		free(f);
 		free(src);
 		free(cap);
-		close(fd);
 		return sys_error(err, ENOMEM, "cannot follow");
 	}
-	f->fd = fd;
-	f->base = base;
+	f->file = file;
 	atomic_init(&f->ended, false);
-	src->map = base;
-	src->map_len = FOLLOW_RESERVE;
-	src->data = base;
+	src->map = file.base;
+	src->map_len = REPORTS_GROWING_RESERVE;
+	src->data = file.base;
 	src->follow = f;
 	src->raw_stacks = true;
 	cap->source = src;
-	f->r = (struct reader){ .data = base, .err = &f->err, .src = src, .cap = cap };
+	f->r = (struct reader){ .data = file.base, .err = &f->err, .src = src, .cap = cap };
 	*out = cap;
 	return 0;
 }
@@ -1357,26 +1343,10 @@ void reports_follow_taken(const struct reports_source *src, uint64_t n)
 /* Maps what the file gained. */
 static int follow_map(struct reports_follow *f)
 {
-	struct stat st;
-	if (fstat(f->fd, &st) < 0)
-		return -errno;
-	size_t size = (size_t)st.st_size;
-	if (size < f->r.len)
-		return -EIO; /* the file shrank under us */
-	if (size > FOLLOW_RESERVE)
-		return -EFBIG;
-	size_t page = (size_t)sysconf(_SC_PAGESIZE);
-	size_t hi = (size + page - 1) / page * page;
-	if (hi > f->mapped) {
-		/* the last page again too: it was mapped when the file ended in it */
-		size_t lo = f->mapped >= page ? f->mapped - page : 0;
-		if (mmap(f->base + lo, hi - lo, PROT_READ, MAP_PRIVATE | MAP_FIXED, f->fd,
-			 (off_t)lo) == MAP_FAILED)
-			return -errno;
-		f->mapped = hi;
-	}
-	f->r.len = f->r.src->len = size;
-	return 0;
+	int res = reports_growing_update(&f->file);
+	if (res == 0)
+		f->r.len = f->r.src->len = f->file.len;
+	return res;
 }
 
 int reports_follow_feed(const struct reports_source *csrc, size_t joined)

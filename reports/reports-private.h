@@ -70,6 +70,25 @@ static inline uint32_t reports_le32(const uint8_t *p)
  * anything touch them. */
 void reports_pages_release(const void *map, size_t len, uint64_t from, uint64_t to);
 
+/* A file still being written, mapped as it grows into an address range
+ * reserved up front, so that pointers into it stay valid (events.c). */
+struct reports_growing {
+	int fd;
+	uint8_t *base;
+	size_t mapped; /* bytes of the range mapped to the file (whole pages) */
+	size_t len;    /* the file's size at the last update */
+};
+
+/* Opens path (a regular file) and reserves the range.  0 or -errno. */
+int reports_growing_open(struct reports_growing *g, const char *path);
+/* Maps what the file gained since.  0, -EIO when it shrank, -EFBIG past
+ * the range, -errno. */
+int reports_growing_update(struct reports_growing *g);
+/* Closes the file; unmaps the range too unless keep_map. */
+void reports_growing_close(struct reports_growing *g, bool keep_map);
+/* The size of the range (for munmap). */
+#define REPORTS_GROWING_RESERVE ((size_t)1 << 40)
+
 /* A copy of len bytes as a NUL-terminated string, or NULL. */
 char *reports_strndup(const char *s, size_t len);
 

@@ -304,6 +304,12 @@ int reports_analysis_prepass(struct reports_capture *cap);
  * capture that can be rewritten (err says why; dst is not left), or
  * -errno. */
 int reports_capture_compress(const char *src, const char *dst, struct reports_error *err);
+/* The same for a capture still being written: compresses its chunks as
+ * they come, until ended(arg) says the file will not grow (asked between
+ * rounds; a torn last chunk is then copied as it is). */
+int reports_capture_compress_follow(const char *src, const char *dst,
+				    bool (*ended)(void *arg), void *arg,
+				    struct reports_error *err);
 
 /* ---- the allocation events, streamed ----------------------------------
  * Each pass over the events re-reads them from the capture (a mapped file,

@@ -29,6 +29,7 @@ struct staged {
 	atomic_ulong *taken;         /* events the reader took, or NULL */
 	size_t wait_piece;           /* before writing this piece... */
 	unsigned long wait_taken;    /* ...wait until the reader took these */
+	atomic_bool written;         /* the writer is done */
 };
 
 static void cut_here(struct staged *s)
@@ -60,7 +61,9 @@ static void *writer(void *arg)
 		sleep_ms(3);
 	}
 	fclose(f);
-	reports_capture_follow_end(s->cap);
+	atomic_store(&s->written, true);
+	if (s->cap)
+		reports_capture_follow_end(s->cap);
 	return NULL;
 }
 
@@ -354,5 +357,41 @@ Test(reports_follow, flushed_is_read_in_version_3_only)
 			reports_capture_destroy(cap);
 		}
 		enc_finish(&e);
+	}
+}
+
+static bool written(void *arg)
+{
+	return atomic_load(&((struct staged *)arg)->written);
+}
+
+/* memprof run compresses the capture as it is written: the result reads
+ * as the whole plain file, cut short or not. */
+Test(reports_follow, a_capture_compressed_as_it_is_written_reads_as_the_plain_file)
+{
+	for (int complete = 0; complete <= 1; complete++) {
+		struct staged s = { 0 };
+		build(&s, complete);
+		snprintf(s.path, sizeof(s.path), "/tmp/memprof-follow-XXXXXX");
+		int fd = mkstemp(s.path);
+		cr_assert_geq(fd, 0);
+		close(fd);
+		char dst[80];
+		snprintf(dst, sizeof(dst), "%s.z", s.path);
+		unlink(dst);
+		pthread_t t;
+		cr_assert_eq(pthread_create(&t, NULL, writer, &s), 0);
+		struct reports_error err;
+		int res = reports_capture_compress_follow(s.path, dst, written, &s, &err);
+		pthread_join(t, NULL);
+		cr_assert_eq(res, 0, "%s", err.message);
+		struct reports_capture *packed = NULL, *whole = load_whole(&s.e);
+		cr_assert_eq(reports_capture_load_file(dst, &packed, &err), 0, "%s", err.message);
+		cr_assert_eq(packed->n_events, whole->n_events);
+		same_analysis(packed, whole);
+		reports_capture_destroy(packed);
+		reports_capture_destroy(whole);
+		unlink(dst);
+		staged_finish(&s);
 	}
 }
