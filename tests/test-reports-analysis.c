@@ -278,3 +278,147 @@ Test(reports_analysis, the_scan_at_exit_decides)
 	reports_capture_destroy(cap);
 	enc_finish(&e);
 }
+
+/* ---- hostile addresses: the live-block table ---------------------------- */
+
+#define DENSE_PAGES 160ull
+#define DENSE_BASE 0x7f0000000000ull /* pages of 256 16-byte blocks */
+#define UNALIGNED_BASE 0x500000000000ull /* every byte of one page */
+#define MB_BASE 0x600000000000ull        /* multiples of 1 MiB */
+#define SPARSE_BASE 0x300000000000ull    /* one block per 16 MiB */
+#define DUP_ADDR 0x1000ull               /* realloc in place, three deep */
+
+struct hostile {
+	struct enc e;
+	uint64_t seq, allocations, frees, live_blocks, live_bytes, peak;
+};
+
+static void h_alloc(struct hostile *h, uint64_t addr, uint64_t size)
+{
+	enc_alloc(&h->e, ++h->seq, addr, size, 0);
+	h->allocations++;
+	h->live_blocks++;
+	h->live_bytes += size;
+	if (h->live_bytes > h->peak)
+		h->peak = h->live_bytes;
+}
+
+static void h_free(struct hostile *h, uint64_t addr, uint64_t size)
+{
+	enc_free(&h->e, ++h->seq, addr);
+	h->frees++;
+	h->live_blocks--;
+	h->live_bytes -= size;
+}
+
+/* Which blocks build_hostile() leaves live, and their size (0: none). */
+static uint64_t hostile_live_size(uint64_t addr)
+{
+	if (addr >= DENSE_BASE && addr < DENSE_BASE + (DENSE_PAGES << 12))
+		return (addr & 0xfff) == 7 * 16 ? 16 : 0;
+	if (addr >= UNALIGNED_BASE && addr < UNALIGNED_BASE + 4096)
+		return addr % 2 == 0 ? 1 : 0;
+	if (addr >= MB_BASE && addr < MB_BASE + (2000ull << 20))
+		return addr % (1u << 20) == 0 ? 24 : 0;
+	if (addr >= SPARSE_BASE && addr <= SPARSE_BASE + (3000ull << 24))
+		return addr % (1u << 24) == 0 && addr > SPARSE_BASE ? 32 : 0;
+	if (addr % (1ull << 48) == 0 && addr >> 48 >= 1 && addr >> 48 <= 2000)
+		return addr >> 48 > 1000 ? 8 : 0;
+	if (addr % (1ull << 32) == 0 && addr >> 32 >= 1 && addr >> 32 <= 2000)
+		return (addr >> 32) % 2 ? 8 : 0;
+	return 0;
+}
+
+/*
+ * Addresses no allocator of memprof's hands out but a capture may hold:
+ * whole pages of neighbours, multiples of 2^32, of 2^48 and of 1 MiB (one
+ * block per page or region), every byte of one page (unaligned, sixteen
+ * blocks per granule), three blocks at one address; most freed in orders
+ * that shift the tables back, then new blocks in new places, and a scan
+ * at exit that names some survivors.
+ */
+static void build_hostile(struct hostile *h)
+{
+	memset(h, 0, sizeof(*h));
+	enc_init(&h->e);
+	enc_chunk_begin(&h->e, 1);
+	/* pages filled, then freed from their end down but for one block:
+	 * what a page needed is left to one block, until the table grows */
+	for (uint64_t p = 0; p < DENSE_PAGES; p++) {
+		for (uint64_t g = 0; g < 256; g++)
+			h_alloc(h, DENSE_BASE + (p << 12) + g * 16, 16);
+		for (uint64_t g = 256; g-- > 0;)
+			if (g != 7)
+				h_free(h, DENSE_BASE + (p << 12) + g * 16, 16);
+	}
+	for (uint64_t b = 0; b < 4096; b++)
+		h_alloc(h, UNALIGNED_BASE + (b * 1031) % 4096, 1); /* scattered order */
+	for (uint64_t k = 1; k <= 2000; k++) {
+		h_alloc(h, k << 32, 8);
+		h_alloc(h, MB_BASE + ((k - 1) << 20), 24);
+		h_alloc(h, k << 48, 8);
+	}
+	h_alloc(h, DUP_ADDR, 1);
+	h_alloc(h, DUP_ADDR, 2);
+	h_alloc(h, DUP_ADDR, 3);
+	for (uint64_t b = 1; b < 4096; b += 2)
+		h_free(h, UNALIGNED_BASE + b, 1);
+	for (uint64_t k = 2; k <= 2000; k += 2)
+		h_free(h, k << 32, 8);
+	for (uint64_t k = 1; k <= 1000; k++)
+		h_free(h, k << 48, 8);
+	h_free(h, DUP_ADDR, 1); /* the oldest of the three */
+	/* never live, or no longer: unmatched */
+	enc_free(&h->e, ++h->seq, DENSE_BASE + 8 * 16);
+	enc_free(&h->e, ++h->seq, UNALIGNED_BASE + 1);
+	enc_free(&h->e, ++h->seq, 2ull << 32);
+	/* new blocks in new places, reusing what the frees left */
+	for (uint64_t k = 1; k <= 3000; k++)
+		h_alloc(h, SPARSE_BASE + (k << 24), 32);
+	enc_tag(&h->e, CAPTURE_SCAN);
+	enc_u(&h->e, 5);
+	enc_u(&h->e, 0);
+	enc_u(&h->e, CAPTURE_SCAN_AT_EXIT);
+	enc_scanblock(&h->e, DENSE_BASE + (5 << 12) + 7 * 16, 16, 0, 1, CAPTURE_LEAK_DEFINITE, 0);
+	enc_scanblock(&h->e, UNALIGNED_BASE + 4094, 1, 0, 1, CAPTURE_LEAK_DEFINITE, 0);
+	enc_scanblock(&h->e, DUP_ADDR, 2, 0, 1, CAPTURE_LEAK_DEFINITE, 0);
+	enc_scanblock(&h->e, 3ull << 32, 8, 0, 1, CAPTURE_LEAK_DEFINITE, 0);
+	enc_scanblock(&h->e, SPARSE_BASE + (5 << 24), 32, 0, 1, CAPTURE_LEAK_DEFINITE, 0);
+	enc_end(&h->e, 10, ++h->seq, CAPTURE_END_EXIT, 0, 0);
+	enc_chunk_end(&h->e);
+}
+
+Test(reports_analysis, hostile_addresses_find_their_blocks)
+{
+	struct hostile h;
+	build_hostile(&h);
+	struct reports_capture *cap = load(&h.e);
+	struct reports_analysis *an = reports_analysis_run(cap, NULL);
+	cr_assert_not_null(an);
+	const struct reports_totals *t = &an->totals;
+	cr_assert_eq(t->allocations, h.allocations);
+	cr_assert_eq(t->frees, h.frees + 3);
+	cr_assert_eq(an->unmatched_frees, 3);
+	cr_assert_eq(t->peak_bytes, h.peak);
+	cr_assert_eq(t->live_blocks_at_exit, h.live_blocks);
+	cr_assert_eq(t->live_bytes_at_exit, h.live_bytes);
+	cr_assert_eq(an->n_leak_blocks, h.live_blocks);
+	size_t dups = 0;
+	for (size_t i = 0; i < an->n_leak_blocks; i++) {
+		const struct reports_leak_block *b = &an->leak_blocks[i];
+		if (b->addr == DUP_ADDR) {
+			dups++;
+			cr_assert(b->size == 2 || b->size == 3);
+			continue;
+		}
+		cr_assert_eq(b->size, hostile_live_size(b->addr), "block at 0x%llx",
+			     (unsigned long long)b->addr);
+	}
+	cr_assert_eq(dups, 2);
+	/* the scan's five blocks, the two at DUP_ADDR both */
+	cr_assert_eq(an->leaks[REPORTS_LEAK_DEFINITE].blocks, 6);
+	cr_assert_eq(an->leaks[REPORTS_LEAK_DEFINITE].bytes, 16 + 1 + 2 + 3 + 8 + 32);
+	reports_analysis_destroy(an);
+	reports_capture_destroy(cap);
+	enc_finish(&h.e);
+}
