@@ -252,9 +252,12 @@ static void emit_stack(void *arg, uint32_t id, uint32_t parent, uint64_t ip)
 	tbuf_commit(b, record_stack_put(o, &b->deltas, id, parent, ip));
 }
 
+/* The stack just captured: what the unwinder knows of its outer frames
+ * saves comparing them with the last one interned. */
 static uint32_t intern(struct tbuf *b, const uint64_t *ips, size_t n)
 {
-	return stack_table_intern(&tracer.stacks, &b->cache, ips, n, emit_stack, b);
+	return stack_table_intern_hinted(&tracer.stacks, &b->cache, ips, n, unwind_hint(),
+					 emit_stack, b);
 }
 
 /* ---- events ------------------------------------------------------------ */

@@ -1,15 +1,16 @@
 /*
- * stacks.c: the prefix tree of call-stack frames: nodes by id, each holding
- * its first children, and a lock-free-read hash for the rest.
+ * stacks.c: the prefix tree of call-stack frames: 32-byte nodes by id, each
+ * holding its first children, extension blocks for the next ones, and a
+ * lock-free-read hash for the rest.
  *
  * Main entry point: stack_table_intern().  A node (parent, ip) is found
- * among its parent's first NODE_KIDS children, stored in the parent node
- * itself, else (parent with more children) in the hash: open-addressing
- * slots (linear probing) mapping (parent, ip) to the id.  A slot is empty
+ * among its parent's first KIDS_MAX children, stored in the parent node and
+ * its extensions, else (parent with more children) in the hash:
+ * open-addressing slots (linear probing) mapping (parent, ip) to the id.  A slot is empty
  * while its id is 0; an inserter fills ip and parent first and publishes the
  * id last with a release store, and a slot never changes once published, so
  * a reader that sees a non-zero id (acquire) sees its key too.  Kid entries
- * are published the same way, and the parent's child count after them.
+ * are published the same way, after the node they name is written.
  *
  * Growth: when the hash would pass half full, the inserter (holding the
  * lock) copies every hashed node into a table twice as large and publishes
@@ -38,49 +39,99 @@ struct stack_tab {
 	struct stack_slot slots[];
 };
 
-/* A node by id.  parent and ip are written before the id is published
- * (in the parent's kids or in the hash).  A node keeps its first
- * NODE_KIDS + EXT_MAX * EXT_KIDS children itself: NODE_KIDS in the node, the
- * next ones in a chain of up to EXT_MAX extension blocks, each child as
- * id << 32 | (uint32_t)ip so that a probe compares the ip's low half before
- * loading the child; a kid entry or an ext link never changes once set.
- * Only later children go to the hash.  Nodes are laid out by id, and an
- * extension is made when its parent gets its child, so a stack walked
- * again reads memory written one part after the other instead of probing
- * a large hash at random (deep recursion makes millions of nodes, and a
- * function that inlined its own recursion has dozens of call sites). */
-#define NODE_KIDS 5
-#define EXT_KIDS 7
+/* A node by id, 32 bytes so that two share a cache line (the table of a
+ * deep recursion holds millions): its ip, its parent and its first
+ * NODE_KIDS children, each as an id (published last, with a release
+ * store) and a tag, the low byte of its ip, so that a lookup loads only
+ * the child it wants.  The next children go to a chain of up to EXT_MAX
+ * extension blocks (a cache line each, by index, 16-bit tags), made when
+ * their parent gets the child, so that a stack walked again reads memory
+ * written one part after the other (a function that inlined its own
+ * recursion has dozens of call sites).  Only later children go to the
+ * hash, and kid[0] says so (KID_HASHED; ids stay below 2^31 for it).  A
+ * kid entry or an ext link never changes once set but for that flag.
+ * Ids grow as a stack is first walked, so a stack walked again reads
+ * nodes mostly one after the other. */
+#define NODE_KIDS 3
+#define EXT_KIDS 10
 #define EXT_MAX 4
 #define KIDS_MAX (NODE_KIDS + EXT_MAX * EXT_KIDS)
-
-struct stack_ext {
-	_Atomic uint64_t kid[EXT_KIDS];
-	_Atomic(struct stack_ext *) next;
-};
+#define KID_HASHED 0x80000000u
+#define KID_ID 0x7fffffffu
+#define ID_LIMIT KID_HASHED
 
 struct stack_node {
 	uint64_t ip;
 	uint32_t parent;
-	_Atomic uint32_t nkids; /* children, written under the lock */
-	_Atomic uint64_t kid[NODE_KIDS];
-	_Atomic(struct stack_ext *) ext;
+	_Atomic uint32_t kid[NODE_KIDS]; /* kid[0] | KID_HASHED */
+	uint8_t tag[NODE_KIDS];          /* the kids' ips, low byte */
+	uint8_t unused;
+	_Atomic uint32_t ext;            /* first extension, 0 if none */
 };
 
-_Static_assert(sizeof(struct stack_node) == 64, "a node is a cache line");
+struct stack_ext {
+	_Atomic uint32_t kid[EXT_KIDS];
+	uint16_t tag[EXT_KIDS]; /* the kids' ips, low half-word */
+	_Atomic uint32_t next;
+};
+
+_Static_assert(sizeof(struct stack_node) == 32, "two nodes to a cache line");
 _Static_assert(sizeof(struct stack_ext) == 64, "an extension is a cache line");
 
-/* Extension blocks come from mmap'd slabs, linked through their first
- * block (never used as an extension), under the lock. */
-#define EXT_SLAB_BYTES ((size_t)1 << 20)
+#define NODE_CHUNKS ((size_t)ID_LIMIT >> STACK_NODE_CHUNK_BITS)
+/* extensions by index, in chunks of EXT_CHUNK; their directory follows the
+ * nodes' in one mapping */
+#define EXT_CHUNK_BITS 15u
+#define EXT_CHUNK ((size_t)1 << EXT_CHUNK_BITS)
+#define EXT_CHUNKS ((size_t)ID_LIMIT >> EXT_CHUNK_BITS)
+#define DIR_BYTES ((NODE_CHUNKS + EXT_CHUNKS) * sizeof(void *))
 
-#define NODE_CHUNKS ((size_t)1 << (32u - STACK_NODE_CHUNK_BITS))
-
-static struct stack_node *node_of(struct stack_table *t, uint32_t id)
+static struct stack_node *chunk_of(struct stack_table *t, uint32_t id)
 {
-	struct stack_node *c = atomic_load_explicit(&t->chunks[id >> STACK_NODE_CHUNK_BITS],
-						    memory_order_acquire);
-	return c ? &c[id & (STACK_NODE_CHUNK - 1)] : NULL;
+	return atomic_load_explicit(&t->chunks[id >> STACK_NODE_CHUNK_BITS],
+				    memory_order_acquire);
+}
+
+/* The node of an id met in a kid entry or the hash (its chunk is mapped). */
+static struct stack_node *node_at(struct stack_table *t, uint32_t id)
+{
+	return &chunk_of(t, id)[id & (STACK_NODE_CHUNK - 1)];
+}
+
+static struct stack_ext *ext_at(struct stack_table *t, uint32_t x)
+{
+	struct stack_ext *c = atomic_load_explicit(&t->ext_slabs[x >> EXT_CHUNK_BITS],
+						   memory_order_acquire);
+	return &c[x & (EXT_CHUNK - 1)];
+}
+
+static void *map_zeroed(size_t len)
+{
+	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	return p == MAP_FAILED ? NULL : p;
+}
+
+#define HUGE_PAGE ((size_t)2 << 20)
+
+/* A chunk of len bytes (a multiple of HUGE_PAGE), aligned to a huge page
+ * and asking for huge pages: a large table is read at random, and every
+ * read would also miss the TLB.  Only for a table past its first chunks,
+ * so that a small one does not cost a program a huge page. */
+static void *map_chunk(size_t len, bool huge)
+{
+	if (!huge)
+		return map_zeroed(len);
+	uint8_t *p = map_zeroed(len + HUGE_PAGE);
+	if (!p)
+		return NULL;
+	uintptr_t lo = ((uintptr_t)p + HUGE_PAGE - 1) & ~(uintptr_t)(HUGE_PAGE - 1);
+	if (lo > (uintptr_t)p)
+		munmap(p, lo - (uintptr_t)p);
+	uint8_t *end = p + len + HUGE_PAGE;
+	if ((uintptr_t)end > lo + len)
+		munmap((void *)(lo + len), (uintptr_t)end - (lo + len));
+	madvise((void *)lo, len, MADV_HUGEPAGE);
+	return (void *)lo;
 }
 
 /* Lock held: the node of a new id, its chunk mapped if need be. */
@@ -89,14 +140,30 @@ static struct stack_node *node_new(struct stack_table *t, uint32_t id)
 	size_t ci = id >> STACK_NODE_CHUNK_BITS;
 	struct stack_node *c = atomic_load_explicit(&t->chunks[ci], memory_order_relaxed);
 	if (!c) {
-		void *p = mmap(NULL, STACK_NODE_CHUNK * sizeof(*c), PROT_READ | PROT_WRITE,
-			       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-		if (p == MAP_FAILED)
+		c = map_chunk(STACK_NODE_CHUNK * sizeof(*c), ci >= 2);
+		if (!c)
 			return NULL;
-		c = p;
 		atomic_store_explicit(&t->chunks[ci], c, memory_order_release);
 	}
 	return &c[id & (STACK_NODE_CHUNK - 1)];
+}
+
+/* Lock held: the index of a new zeroed extension block, 0 when out of
+ * memory (index 0 is never used). */
+static uint32_t ext_new(struct stack_table *t)
+{
+	uint32_t x = t->ext_next;
+	if (x == ID_LIMIT)
+		return 0;
+	size_t ci = x >> EXT_CHUNK_BITS;
+	if (!atomic_load_explicit(&t->ext_slabs[ci], memory_order_relaxed)) {
+		struct stack_ext *c = map_chunk(EXT_CHUNK * sizeof(*c), ci >= 2);
+		if (!c)
+			return 0;
+		atomic_store_explicit(&t->ext_slabs[ci], c, memory_order_release);
+	}
+	t->ext_next++;
+	return x;
 }
 
 static size_t hash_key(uint32_t parent, uint64_t ip)
@@ -163,24 +230,22 @@ int stack_table_init(struct stack_table *t)
 	struct stack_tab *tab = tab_map(INITIAL_SLOTS, &bytes);
 	if (!tab)
 		return -ENOMEM;
-	void *dir = mmap(NULL, NODE_CHUNKS * sizeof(*t->chunks), PROT_READ | PROT_WRITE,
-			 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (dir == MAP_FAILED) {
+	void *dir = map_zeroed(DIR_BYTES);
+	if (!dir) {
 		munmap(tab, bytes);
 		return -ENOMEM;
 	}
 	t->chunks = dir;
+	t->ext_slabs = (_Atomic(struct stack_ext *) *)(t->chunks + NODE_CHUNKS);
+	t->ext_next = 1;
 	if (!node_new(t, 0)) { /* the root's node, for its kids */
-		munmap(dir, NODE_CHUNKS * sizeof(*t->chunks));
+		munmap(dir, DIR_BYTES);
 		munmap(tab, bytes);
 		return -ENOMEM;
 	}
 	atomic_store_explicit(&t->lock, 0, memory_order_relaxed);
 	t->count = 0;
 	t->hashed = 0;
-	t->ext_slabs = NULL;
-	t->ext_free = NULL;
-	t->ext_left = 0;
 	t->next_id = 1;
 	t->full = false;
 	t->tables[0] = tab;
@@ -202,17 +267,16 @@ void stack_table_finish(struct stack_table *t)
 			if (c)
 				munmap(c, STACK_NODE_CHUNK * sizeof(*c));
 		}
-		munmap(t->chunks, NODE_CHUNKS * sizeof(*t->chunks));
+		for (size_t i = 0; i < EXT_CHUNKS; i++) {
+			struct stack_ext *c = atomic_load_explicit(&t->ext_slabs[i],
+								   memory_order_relaxed);
+			if (c)
+				munmap(c, EXT_CHUNK * sizeof(*c));
+		}
+		munmap(t->chunks, DIR_BYTES);
 		t->chunks = NULL;
+		t->ext_slabs = NULL;
 	}
-	struct stack_ext *slab = t->ext_slabs;
-	while (slab) {
-		struct stack_ext *next = atomic_load_explicit(&slab->next, memory_order_relaxed);
-		munmap(slab, EXT_SLAB_BYTES);
-		slab = next;
-	}
-	t->ext_slabs = NULL;
-	t->ext_left = 0;
 	atomic_store_explicit(&t->cur, NULL, memory_order_relaxed);
 }
 
@@ -238,94 +302,98 @@ static bool grow(struct stack_table *t)
 	return true;
 }
 
-/* The child among n kid entries, 0 if none; *end when an empty entry
- * ends the kids. */
-static uint32_t kids_find(struct stack_table *t, _Atomic uint64_t *kid, int n, uint64_t ip,
-			  bool *end)
+/* The child among an extension's kid entries, 0 if none; *end when an
+ * empty entry ends the kids. */
+static uint32_t ext_find(struct stack_table *t, const struct stack_ext *x, uint64_t ip,
+			 bool *end)
 {
-	for (int i = 0; i < n; i++) {
-		uint64_t v = atomic_load_explicit(&kid[i], memory_order_acquire);
-		if (v == 0) {
+	uint16_t tag = (uint16_t)ip;
+	for (int i = 0; i < EXT_KIDS; i++) {
+		uint32_t c = atomic_load_explicit(&x->kid[i], memory_order_acquire);
+		if (c == 0) {
 			*end = true; /* kids fill in order: no more children */
 			return 0;
 		}
-		if ((uint32_t)v == (uint32_t)ip) {
-			uint32_t c = (uint32_t)(v >> 32);
-			if (node_of(t, c)->ip == ip)
-				return c;
-		}
+		if (x->tag[i] == tag && node_at(t, c)->ip == ip)
+			return c;
 	}
 	return 0;
 }
 
-/* The child (parent, ip), else 0: parent's kids, then the hash when
- * parent has more children than it keeps.  Lock-free; a miss is only
- * final under the lock (a child being added meanwhile may be missed). */
-static uint32_t find_child(struct stack_table *t, uint32_t parent, uint64_t ip)
+/* The child (parent, ip), else 0: parent's kids, its extensions, then the
+ * hash when parent has more children than it keeps.  Lock-free; a miss is
+ * only final under the lock (a child being added meanwhile may be
+ * missed). */
+static inline uint32_t find_child(struct stack_table *t, uint32_t parent, uint64_t ip)
 {
-	struct stack_node *p = node_of(t, parent);
-	if (!p)
+	struct stack_node *pc = chunk_of(t, parent);
+	if (!pc)
 		return 0;
-	bool end = false;
-	uint32_t c = kids_find(t, p->kid, NODE_KIDS, ip, &end);
-	if (c || end)
-		return c;
-	struct stack_ext *x = atomic_load_explicit(&p->ext, memory_order_acquire);
-	for (; x; x = atomic_load_explicit(&x->next, memory_order_acquire)) {
-		c = kids_find(t, x->kid, EXT_KIDS, ip, &end);
-		if (c || end)
+	struct stack_node *p = &pc[parent & (STACK_NODE_CHUNK - 1)];
+	uint32_t k0 = atomic_load_explicit(&p->kid[0], memory_order_acquire);
+	/* a parent with extensions has many children: its first extension
+	 * is fetched while its own kids are looked at */
+	uint32_t x = atomic_load_explicit(&p->ext, memory_order_acquire);
+	if (x != 0)
+		__builtin_prefetch(ext_at(t, x));
+	uint8_t tag = (uint8_t)ip;
+	for (int i = 0; i < NODE_KIDS; i++) {
+		uint32_t c = i == 0 ? k0 & KID_ID
+				    : atomic_load_explicit(&p->kid[i], memory_order_acquire);
+		if (c == 0)
+			return 0; /* kids fill in order: no more children */
+		if (p->tag[i] == tag && node_at(t, c)->ip == ip)
 			return c;
 	}
-	if (atomic_load_explicit(&p->nkids, memory_order_acquire) <= KIDS_MAX)
+	bool end = false;
+	while (x != 0) {
+		const struct stack_ext *e = ext_at(t, x);
+		uint32_t c = ext_find(t, e, ip, &end);
+		if (c || end)
+			return c;
+		x = atomic_load_explicit(&e->next, memory_order_acquire);
+	}
+	if (!(k0 & KID_HASHED))
 		return 0;
 	return tab_find(atomic_load_explicit(&t->cur, memory_order_acquire), parent, ip);
 }
 
-/* Lock held: a zeroed extension block, NULL when out of memory. */
-static struct stack_ext *ext_new(struct stack_table *t)
+/* Lock held: publishes child id (of ip) as p's next kid, in p itself or
+ * its extensions.  1 when done, 0 when p keeps no more kids (the child
+ * goes to the hash), -1 when out of memory. */
+static int kid_add(struct stack_table *t, struct stack_node *p, uint32_t id, uint64_t ip)
 {
-	if (t->ext_left < sizeof(struct stack_ext)) {
-		void *m = mmap(NULL, EXT_SLAB_BYTES, PROT_READ | PROT_WRITE,
-			       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-		if (m == MAP_FAILED)
-			return NULL;
-		struct stack_ext *first = m;
-		atomic_store_explicit(&first->next, t->ext_slabs, memory_order_relaxed);
-		t->ext_slabs = first;
-		t->ext_free = first + 1;
-		t->ext_left = EXT_SLAB_BYTES - sizeof(*first);
+	for (int i = 0; i < NODE_KIDS; i++) {
+		if (atomic_load_explicit(&p->kid[i], memory_order_relaxed) == 0) {
+			p->tag[i] = (uint8_t)ip;
+			atomic_store_explicit(&p->kid[i], id, memory_order_release);
+			return 1;
+		}
 	}
-	struct stack_ext *x = t->ext_free;
-	t->ext_free = x + 1;
-	t->ext_left -= sizeof(*x);
-	return x;
-}
-
-/* Lock held: publishes child v as parent p's kid number k (k < KIDS_MAX).
- * false when out of memory. */
-static bool kid_add(struct stack_table *t, struct stack_node *p, uint32_t k, uint64_t v)
-{
-	if (k < NODE_KIDS) {
-		atomic_store_explicit(&p->kid[k], v, memory_order_release);
-		return true;
+	_Atomic uint32_t *link = &p->ext;
+	for (int b = 0; b < EXT_MAX; b++) {
+		uint32_t x = atomic_load_explicit(link, memory_order_relaxed);
+		if (x == 0) {
+			x = ext_new(t);
+			if (x == 0)
+				return -1;
+			struct stack_ext *e = ext_at(t, x);
+			e->tag[0] = (uint16_t)ip;
+			atomic_store_explicit(&e->kid[0], id, memory_order_relaxed);
+			atomic_store_explicit(link, x, memory_order_release);
+			return 1;
+		}
+		struct stack_ext *e = ext_at(t, x);
+		for (int i = 0; i < EXT_KIDS; i++) {
+			if (atomic_load_explicit(&e->kid[i], memory_order_relaxed) == 0) {
+				e->tag[i] = (uint16_t)ip;
+				atomic_store_explicit(&e->kid[i], id, memory_order_release);
+				return 1;
+			}
+		}
+		link = &e->next;
 	}
-	k -= NODE_KIDS;
-	_Atomic(struct stack_ext *) *link = &p->ext;
-	struct stack_ext *x = atomic_load_explicit(link, memory_order_relaxed);
-	for (uint32_t b = 0; b < k / EXT_KIDS; b++) {
-		link = &x->next;
-		x = atomic_load_explicit(link, memory_order_relaxed);
-	}
-	if (k % EXT_KIDS == 0) {
-		x = ext_new(t);
-		if (!x)
-			return false;
-		atomic_store_explicit(&x->kid[0], v, memory_order_relaxed);
-		atomic_store_explicit(link, x, memory_order_release);
-		return true;
-	}
-	atomic_store_explicit(&x->kid[k % EXT_KIDS], v, memory_order_release);
-	return true;
+	return 0;
 }
 
 static uint32_t insert(struct stack_table *t, uint32_t parent, uint64_t ip,
@@ -333,24 +401,20 @@ static uint32_t insert(struct stack_table *t, uint32_t parent, uint64_t ip,
 {
 	stack_table_lock(t);
 	uint32_t id = find_child(t, parent, ip);
-	if (id != 0 || t->full) {
+	if (id != 0 || t->full || t->next_id == ID_LIMIT) {
+		t->full = t->full || id == 0;
 		stack_table_unlock(t);
 		return id;
 	}
-	struct stack_node *p = node_of(t, parent);
-	uint32_t k = atomic_load_explicit(&p->nkids, memory_order_relaxed);
+	/* the hash may have to grow first: room for one more, now */
 	struct stack_tab *tab = atomic_load_explicit(&t->cur, memory_order_relaxed);
-	if (k >= KIDS_MAX && (t->hashed + 1) * 2 > tab->mask + 1 && !grow(t)) {
+	if ((t->hashed + 1) * 2 > tab->mask + 1 && !grow(t)) {
 		t->full = true;
 		stack_table_unlock(t);
 		return 0;
 	}
-	if (t->next_id == UINT32_MAX) {
-		t->full = true;
-		stack_table_unlock(t);
-		return 0;
-	}
-	struct stack_node *node = node_new(t, t->next_id);
+	id = t->next_id;
+	struct stack_node *node = node_new(t, id);
 	if (!node) {
 		t->full = true;
 		stack_table_unlock(t);
@@ -358,19 +422,22 @@ static uint32_t insert(struct stack_table *t, uint32_t parent, uint64_t ip,
 	}
 	node->ip = ip;
 	node->parent = parent;
-	if (k < KIDS_MAX) {
-		if (!kid_add(t, p, k, (uint64_t)t->next_id << 32 | (uint32_t)ip)) {
-			t->full = true;
-			stack_table_unlock(t);
-			return 0;
-		}
-	} else {
-		tab = atomic_load_explicit(&t->cur, memory_order_relaxed);
-		tab_place(tab, parent, ip, t->next_id);
-		t->hashed++;
+	struct stack_node *p = node_at(t, parent);
+	int r = kid_add(t, p, id, ip);
+	if (r < 0) {
+		t->full = true;
+		stack_table_unlock(t);
+		return 0;
 	}
-	id = t->next_id++;
-	atomic_store_explicit(&p->nkids, k + 1, memory_order_release);
+	if (r == 0) {
+		tab = atomic_load_explicit(&t->cur, memory_order_relaxed);
+		tab_place(tab, parent, ip, id);
+		t->hashed++;
+		uint32_t k0 = atomic_load_explicit(&p->kid[0], memory_order_relaxed);
+		if (!(k0 & KID_HASHED))
+			atomic_store_explicit(&p->kid[0], k0 | KID_HASHED, memory_order_release);
+	}
+	t->next_id++;
 	t->count++;
 	stack_table_unlock(t);
 	if (fn)
@@ -410,11 +477,33 @@ static bool memo_same(const struct stack_memo *m, const uint64_t *ips, size_t n)
 uint32_t stack_table_intern(struct stack_table *t, struct stack_cache *cache,
 			    const uint64_t *ips, size_t n, stack_new_fn fn, void *arg)
 {
-	if (n > STACK_DEPTH_MAX)
+	return stack_table_intern_hinted(t, cache, ips, n, NULL, fn, arg);
+}
+
+uint32_t stack_table_intern_hinted(struct stack_table *t, struct stack_cache *cache,
+				   const uint64_t *ips, size_t n, const struct stack_hint *hint,
+				   stack_new_fn fn, void *arg)
+{
+	bool cut = n > STACK_DEPTH_MAX;
+	if (cut)
 		n = STACK_DEPTH_MAX; /* keep the innermost frames */
 	size_t k = 0;
 	uint32_t parent = 0;
 	if (cache) {
+		/* the frames the caller knows unchanged since the cache's
+		 * stack, then compared (a deep stack costs a compare a frame
+		 * otherwise) */
+		uint64_t token = 0;
+		if (hint && !cut) {
+			if (hint->prev != 0 && hint->prev == cache->token)
+				k = hint->same < n ? hint->same : n;
+			token = hint->token;
+		}
+		if (k > cache->n)
+			k = cache->n;
+		if (k > 0 && cache->ips[k - 1] != ips[n - k])
+			k = 0; /* cannot be: trust nothing */
+		cache->token = token;
 		while (k < n && k < cache->n && cache->ips[k] == ips[n - 1 - k])
 			k++;
 		if (k > 0)
@@ -439,6 +528,9 @@ uint32_t stack_table_intern(struct stack_table *t, struct stack_cache *cache,
 			if (memo->id != 0 && memo->hash == h && memo->n == rest &&
 			    memo->parent == parent && memo_same(memo, ips, rest)) {
 				cache->memo_misses = 0;
+				/* the cache keeps the stack before: not this
+				 * one, which the next hint speaks of */
+				cache->token = 0;
 				return memo->id;
 			}
 			if (++cache->memo_misses > MEMO_MISSES_MAX) {
@@ -479,9 +571,11 @@ void stack_table_foreach(struct stack_table *t, stack_new_fn fn, void *arg)
 {
 	stack_table_lock(t);
 	for (uint32_t id = 1; id < t->next_id; id++) {
-		const struct stack_node *n = node_of(t, id);
-		if (n)
+		const struct stack_node *c = chunk_of(t, id);
+		if (c) {
+			const struct stack_node *n = &c[id & (STACK_NODE_CHUNK - 1)];
 			fn(arg, id, n->parent, n->ip);
+		}
 	}
 	stack_table_unlock(t);
 }
@@ -494,16 +588,18 @@ void stack_table_foreach_range(struct stack_table *t,
 		uintptr_t lo = (uintptr_t)t->tables[i];
 		fn(lo, lo + t->table_bytes[i], arg);
 	}
-	for (struct stack_ext *slab = t->ext_slabs; slab;
-	     slab = atomic_load_explicit(&slab->next, memory_order_relaxed))
-		fn((uintptr_t)slab, (uintptr_t)slab + EXT_SLAB_BYTES, arg);
 	if (!t->chunks)
 		return;
-	fn((uintptr_t)t->chunks, (uintptr_t)(t->chunks + NODE_CHUNKS), arg);
+	fn((uintptr_t)t->chunks, (uintptr_t)t->chunks + DIR_BYTES, arg);
 	for (size_t i = 0; i < NODE_CHUNKS; i++) {
 		struct stack_node *c = atomic_load_explicit(&t->chunks[i], memory_order_acquire);
 		if (c)
 			fn((uintptr_t)c, (uintptr_t)(c + STACK_NODE_CHUNK), arg);
+	}
+	for (size_t i = 0; i < EXT_CHUNKS; i++) {
+		struct stack_ext *c = atomic_load_explicit(&t->ext_slabs[i], memory_order_acquire);
+		if (c)
+			fn((uintptr_t)c, (uintptr_t)(c + EXT_CHUNK), arg);
 	}
 }
 

@@ -31,10 +31,6 @@ struct stack_table {
 	atomic_int lock;                 /* insert lock (a spin lock) */
 	size_t count;                        /* nodes, under the lock */
 	size_t hashed;                       /* nodes in the hash, under the lock */
-	/* slabs of node extensions (stacks.c), under the lock */
-	struct stack_ext *ext_slabs;
-	struct stack_ext *ext_free;
-	size_t ext_left;
 	uint32_t next_id;                    /* under the lock */
 	bool full;                           /* out of ids or memory */
 	/* every table ever mapped, kept mapped for readers still probing an
@@ -47,6 +43,10 @@ struct stack_table {
 	 * its first few children itself; only the later ones go to the hash
 	 * (stacks.c). ---- */
 	_Atomic(struct stack_node *) *chunks;
+	/* the extension blocks by index, in chunks (their directory, in the
+	 * same mapping as the nodes'), and the next index, under the lock */
+	_Atomic(struct stack_ext *) *ext_slabs;
+	uint32_t ext_next;
 };
 
 /* Per-thread memory of the stacks interned lately: the last one, so that
@@ -74,6 +74,16 @@ struct stack_cache {
 	struct stack_memo memo[STACK_MEMO_SLOTS];
 	uint32_t memo_misses, memo_skip; /* the memo's misses in a row, and
 					  * how many stacks it sits out */
+	uint64_t token; /* the hint token of the stack in ips/ids, 0 if none */
+};
+
+/* What the caller knows of a stack before it is interned: it was named
+ * token, the stack before it on its thread prev (tokens are never 0), and
+ * its same outermost frames are that stack's.  When the cache's stack is
+ * prev, those frames need no comparing. */
+struct stack_hint {
+	uint64_t prev, token;
+	uint32_t same;
 };
 
 typedef void (*stack_new_fn)(void *arg, uint32_t id, uint32_t parent, uint64_t ip);
@@ -90,6 +100,12 @@ void stack_table_finish(struct stack_table *t);
  * stack is cut to the frames that could be interned (outermost ones). */
 uint32_t stack_table_intern(struct stack_table *t, struct stack_cache *cache,
 			    const uint64_t *ips, size_t n, stack_new_fn fn, void *arg);
+
+/* stack_table_intern(), with what the caller knows of the stack (hint may
+ * be NULL). */
+uint32_t stack_table_intern_hinted(struct stack_table *t, struct stack_cache *cache,
+				   const uint64_t *ips, size_t n, const struct stack_hint *hint,
+				   stack_new_fn fn, void *arg);
 
 /* The node (parent, ip) if it exists, else 0.  Lock-free. */
 uint32_t stack_table_lookup(struct stack_table *t, uint32_t parent, uint64_t ip);

@@ -147,6 +147,12 @@ struct thread_unwind {
 	 * sweeps its cache), valid while verdict_epoch equals good_epoch */
 	unsigned good_epoch;
 	uint64_t good[GOOD_SLOTS];
+	/* the last capture: its token and its predecessor's, how many of
+	 * its outermost frames it shares with that one (unwind_hint), and
+	 * whether it returned f[0, n) whole (not cut at its max) */
+	struct stack_hint hint;
+	bool whole;
+	bool inside;        /* every slot in f[0, n) is inside [lo, hi) */
 	struct frame f[CACHE_FRAMES];
 	struct frame walk[CACHE_FRAMES]; /* fast_capture's scratch */
 };
@@ -277,9 +283,15 @@ static __attribute__((noinline)) size_t slow_capture(struct thread_unwind *t, ui
 		t->f[i] = t->f[n - 1 - i];
 		t->f[n - 1 - i] = tmp;
 	}
+	bool inside = t->bounds > 0;
+	for (uint32_t i = 0; i < n && inside; i++)
+		inside = t->f[i].slot >= t->lo && t->f[i].slot + 8 <= t->hi;
 	t->n = n;
 	t->complete = complete;
 	t->gen = atomic_load_explicit(&generation, memory_order_relaxed);
+	t->hint.same = 0;
+	t->whole = k == n;
+	t->inside = inside;
 	return k;
 }
 
@@ -294,6 +306,21 @@ static int64_t outer_fails(const struct thread_unwind *t, uint32_t c)
 		uintptr_t s = t->f[i].slot;
 		if (s < t->lo || s + 8 > t->hi || *(const uint64_t *)s != t->f[i].ip)
 			return i;
+	}
+	return -1;
+}
+
+/* outer_fails() for a cache whose slots are all inside the thread's stack
+ * (t->inside), copying the frames' ips to out, innermost first, as it goes:
+ * one pass instead of two over a deep stack. */
+static int64_t outer_copy(const struct thread_unwind *t, uint32_t c, uint64_t *out)
+{
+	const struct frame *f = t->f;
+	for (int64_t i = (int64_t)c - 1; i >= 0; i--) {
+		uint64_t ip = f[i].ip;
+		if (*(const uint64_t *)f[i].slot != ip)
+			return i;
+		*out++ = ip;
 	}
 	return -1;
 }
@@ -360,22 +387,35 @@ static size_t fast_capture(struct thread_unwind *t, uint64_t *ips, size_t max)
 			uint32_t outer = (uint32_t)c;
 			if (!t->complete && k + outer < max)
 				return 0;
-			int64_t bad = outer_fails(t, outer);
+			/* the outer frames go to ips as they are checked,
+			 * when they all fit (ips is only a result once the
+			 * check passes) */
+			bool fit = k + outer <= max;
+			int64_t bad = fit && t->inside ? outer_copy(t, outer, ips + k)
+						       : outer_fails(t, outer);
 			if (bad >= 0) {
 				/* the same call at the same place, called from
 				 * elsewhere: walk on past the changed frame */
 				c = bad - 1;
 				goto step;
 			}
-			size_t out = 0;
-			for (size_t i = 0; i < k && out < max; i++)
-				ips[out++] = w[i].ip;
-			for (int64_t i = (int64_t)outer - 1; i >= 0 && out < max; i--)
-				ips[out++] = t->f[i].ip;
+			size_t out = k;
+			for (size_t i = 0; i < k; i++)
+				ips[i] = w[i].ip;
+			if (fit && t->inside)
+				out += outer;
+			else
+				for (int64_t i = (int64_t)outer - 1; i >= 0 && out < max; i--)
+					ips[out++] = t->f[i].ip;
 			/* the cache: its outer frames, then the new inner ones */
 			for (size_t i = 1; i < k; i++)
 				t->f[outer + i] = w[k - 1 - i];
 			t->n = outer + (uint32_t)k;
+			/* f[0, outer) were the previous capture's outermost
+			 * frames too, when both returned the cache whole */
+			bool whole = out == t->n;
+			t->hint.same = whole && t->whole ? outer : 0;
+			t->whole = whole;
 			return out;
 		}
 step:
@@ -398,6 +438,9 @@ step:
 	}
 	t->n = (uint32_t)k;
 	t->complete = false;
+	t->hint.same = 0;
+	t->whole = false;
+	t->inside = true; /* the walk reads only inside the stack */
 	t->gen = atomic_load_explicit(&generation, memory_order_relaxed);
 	return k;
 }
@@ -425,11 +468,38 @@ static __attribute__((noinline)) void self_check(struct thread_unwind *t, const 
 }
 #endif
 
+/* Threads' serial numbers, the high bits of their capture tokens (a
+ * thread past 2^32 captures takes a new one). */
+static _Atomic uint64_t thread_serials;
+
+#define TOKEN_SERIAL_SHIFT 32u
+
+/* A new token for the capture being made (the previous one kept). */
+static void next_token(struct stack_hint *h)
+{
+	h->prev = h->token;
+	h->same = 0;
+	if (unlikely(h->token == 0 || (uint32_t)h->token == UINT32_MAX)) {
+		/* a thread's first capture, or its counter is used up */
+		uint64_t serial = atomic_fetch_add(&thread_serials, 1) + 1;
+		h->token = serial << TOKEN_SERIAL_SHIFT;
+	}
+	h->token++;
+}
+
+const struct stack_hint *unwind_hint(void)
+{
+	return &tu.hint;
+}
+
 size_t unwind_capture(uint64_t *ips, size_t max)
 {
 	struct thread_unwind *t = &tu;
-	if (max == 0)
+	next_token(&t->hint);
+	if (max == 0) {
+		t->whole = false;
 		return 0;
+	}
 #if defined(__x86_64__)
 	if (unlikely(t->bounds == 0))
 		stack_bounds(t);

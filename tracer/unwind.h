@@ -14,12 +14,22 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "stacks.h"
+
 /* Called once libunwind is loaded (its dlopen handle), before any capture. */
 void unwind_setup(void *libunwind_handle);
 
 /* Fills ips[0, max) with the current stack; returns the number of frames
  * (0 when no unwinder is available). */
 size_t unwind_capture(uint64_t *ips, size_t max);
+
+/* What the thread's last capture shares with its previous one, for
+ * stack_table_intern_hinted(): its token, the previous capture's, and how
+ * many of its outermost frames are the previous capture's (known without
+ * comparing them; 0 when not known).  Tokens are unique across threads and
+ * never 0.  The pointer stays valid on the thread; the hint it points to
+ * changes with each capture. */
+const struct stack_hint *unwind_hint(void);
 
 /* Forgets everything learned about code addresses (after a dlclose: an
  * unloaded object's addresses may hold other code later). */
