@@ -621,14 +621,19 @@ static struct reports_capture *live_finish(struct live *l)
 		l->at_end = reports_capture_follow_end(l->cap);
 	pthread_mutex_unlock(&l->lock);
 	pack_ended_now(&l->pack);
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
 	pthread_join(l->thread, NULL);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
 	pthread_mutex_destroy(&l->lock);
 	l->started = false;
 	if (l->verbose)
 		fprintf(stderr,
-			"memprof: live: %llu events replayed while the program ran, %s\n",
+			"memprof: live: %llu events replayed while the program ran, %s "
+			"(%.2f s after it)\n",
 			(unsigned long long)l->at_end,
-			l->res < 0 ? "then given up: the capture is read again" : "the rest after");
+			l->res < 0 ? "then given up: the capture is read again" : "the rest after",
+			(double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
 	if (l->res < 0) {
 		reports_capture_destroy(l->cap);
 		l->cap = NULL;

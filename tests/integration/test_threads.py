@@ -57,7 +57,7 @@ class Live(MemprofTestCase):
         report, live = self.run_live("verbose")
         self.assertEqual(len(live), 1, live)
         m = re.match(r"memprof: live: (\d+) events replayed while the program ran, "
-                     r"the rest after$", live[0].strip())
+                     r"the rest after \(\d+\.\d\d s after it\)$", live[0].strip())
         self.assertTrue(m, live[0])
         self.assertGreater(int(m.group(1)), 0, "nothing was replayed during the run")
         sites = self.sites_with(report, "live_alloc")
