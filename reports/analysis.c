@@ -738,6 +738,7 @@ int reports_analysis_prepass(struct reports_capture *cap)
 		pre->res = prepass_canonical(pre);
 	reports_prepass_free(cap->prepass);
 	cap->prepass = pre;
+	cap->prepass_free = reports_prepass_free;
 	return pre->res;
 }
 

@@ -1424,7 +1424,8 @@ void reports_capture_destroy(struct reports_capture *cap)
 	for (size_t i = 0; i < cap->argc; i++)
 		free(cap->argv[i]);
 	free(cap->argv);
-	reports_prepass_free(cap->prepass);
+	if (cap->prepass_free)
+		cap->prepass_free(cap->prepass);
 	reports_source_destroy(cap->source);
 	free(cap->nodes);
 	for (size_t i = 0; i < cap->n_modules; i++) {

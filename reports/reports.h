@@ -262,6 +262,8 @@ struct reports_capture {
 	/* The analysis's pass over the events, made while the capture was
 	 * followed (reports_analysis_prepass), or NULL. */
 	struct reports_prepass *prepass;
+	void (*prepass_free)(struct reports_prepass *); /* (the reader does not
+							  * link the analysis) */
 };
 
 /* Where and why a capture could not be read. */
