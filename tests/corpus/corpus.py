@@ -8,7 +8,9 @@ time in a fresh copy of the same directory:
   1. alone: its stdout, stderr and exit status are the reference;
   2. under `memprof run -q --json`: stdout, stderr and status must be
      identical (-q keeps memprof's report off stderr; memprof prints
-     nothing else when all goes well);
+     nothing else when all goes well), and the JSON report equal to what
+     `memprof report -f json` makes of the capture afterwards (memprof run
+     makes it while the program runs);
   3. under valgrind --leak-check=full --show-leak-kinds=all: the LEAK
      SUMMARY's bytes and blocks of definitely, indirectly and possibly lost
      and still reachable must equal memprof's JSON "leaks", except for the
@@ -348,7 +350,17 @@ def main():
                                        getattr(p, field)[-2000:]
                                        if field != "returncode" else p.returncode))
             with open(out) as f:
-                reports.append(json.load(f))
+                text = f.read()
+            reports.append(json.loads(text))
+            # memprof run replays the capture while the program runs: its
+            # report must be what memprof report makes of the capture after
+            again = subprocess.run([MEMPROF, "report", "-f", "json",
+                                    os.path.join(base, "c-%d.mpc" % i)],
+                                   capture_output=True, text=True, timeout=TIMEOUT)
+            if again.returncode != 0 or again.stdout != text:
+                failures.append("%s: memprof report of the capture differs from memprof "
+                                "run's report (status %d): %s"
+                                % (what, again.returncode, again.stderr[-2000:]))
         print("%s: same stdout, stderr and status alone and under memprof" % name
               if not failures else "\n".join(failures))
         # 3. under valgrind: leak categories
