@@ -752,15 +752,6 @@ static enum reports_leak_kind kind_of_scan(uint64_t kind)
 	}
 }
 
-struct classified {
-	uint64_t addr;
-	uint64_t size;
-	uint64_t indirect_of;
-	uint32_t stack;
-	enum reports_leak_kind kind;
-	uint32_t record;
-};
-
 /* The order of loss records, memcheck's: smallest total first. */
 int reports_leak_record_cmp(const void *a, const void *b)
 {
@@ -778,7 +769,7 @@ int reports_leak_record_cmp(const void *a, const void *b)
 struct classify_ctx {
 	const struct reports_capture *cap;
 	struct reports_analysis *an;
-	struct classified *cl;
+	struct reports_leak_block *cl;
 	size_t n;
 	const struct reports_scan_block *sb; /* the scan's block, or NULL */
 };
@@ -790,12 +781,13 @@ static void classify_block(struct block *b, void *arg)
 	struct classify_ctx *x = arg;
 	struct reports_analysis *an = x->an;
 	struct reports_site *site = &an->sites[b->site];
-	struct classified *c = &x->cl[x->n++];
+	struct reports_leak_block *c = &x->cl[x->n++];
 	c->addr = b->addr;
 	c->size = b->size;
 	c->stack = site->stack;
 	c->kind = REPORTS_LEAK_REACHABLE;
 	c->indirect_of = 0;
+	c->supp = -1;
 	if (x->sb) {
 		c->kind = kind_of_scan(x->sb->kind);
 		c->indirect_of = x->sb->indirect_of;
@@ -815,9 +807,9 @@ static void classify_unseen(struct block *b, void *arg)
 		classify_block(b, arg);
 }
 
-static int cmp_classified_addr(const void *a, const void *b)
+static int cmp_leak_addr(const void *a, const void *b)
 {
-	const struct classified *x = a, *y = b;
+	const struct reports_leak_block *x = a, *y = b;
 	return x->addr < y->addr ? -1 : x->addr > y->addr;
 }
 
@@ -850,31 +842,59 @@ static size_t chosen_scan(const struct reports_capture *cap)
 	return cap->n_scans - 1;
 }
 
+/* The blocks in address order, without merging them in memory: the scan's
+ * blocks [0, ns) and the others [ns, n), each sorted; a tie takes the
+ * scan's first.  Returns the next one's index, or n at the end. */
+struct addr_merge {
+	const struct reports_leak_block *v;
+	size_t a, ns, b, n;
+};
+
+static size_t merge_next(struct addr_merge *m)
+{
+	if (m->a < m->ns && (m->b >= m->n || m->v[m->a].addr <= m->v[m->b].addr))
+		return m->a++;
+	return m->b < m->n ? m->b++ : m->n;
+}
+
+/* The first of [lo, hi) at or above addr (sorted by address). */
+static size_t lower_bound(const struct reports_leak_block *v, size_t lo, size_t hi, uint64_t addr)
+{
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (v[mid].addr < addr)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
 /* Classifies the blocks live at the end and groups them into records.
  * Without a sort of all the blocks or a map of their addresses (a leaked
  * 2 GiB heap has 16 million): the scan's blocks come in address order
  * (sorted here if they do not) and find their live block in the replay's
- * table; the live blocks the scan did not see (reachable) are sorted and
- * merged in, so the list is in address order; a counting pass then groups
- * it by (kind, stack), stable, as memcheck lists them. */
+ * table; the live blocks the scan did not see (reachable) are sorted, and
+ * both runs read as one list in address order (not merged in memory); a
+ * counting pass then groups it by (kind, stack), stable, as memcheck lists
+ * them.  The replay's table is freed once read. */
 static int classify(struct builder *bd, struct replay *rp)
 {
 	const struct reports_capture *cap = bd->cap;
 	struct reports_analysis *an = bd->an;
-	struct classified *byaddr = NULL, *cl = NULL;
-	uint32_t *scan_order = NULL, *pos = NULL;
+	struct reports_leak_block *v = NULL;
+	uint32_t *scan_order = NULL, *pos = NULL, *rank = NULL;
 	struct bucket *buckets = NULL;
 	size_t n_buckets = 0, cap_buckets = 0, n_scan = 0, cap_scan = 0;
 	struct reports_map bucket_of = { 0 };
 	size_t n_live = rp->n_live;
 	int res = -ENOMEM;
 
-	byaddr = calloc(n_live ? n_live : 1, sizeof(*byaddr));
-	cl = calloc(n_live ? n_live : 1, sizeof(*cl));
+	v = calloc(n_live ? n_live : 1, sizeof(*v));
 	pos = calloc(n_live ? n_live : 1, sizeof(*pos));
-	if (!byaddr || !cl || !pos)
+	if (!v || !pos)
 		goto out;
-	struct classify_ctx ctx = { cap, an, byaddr, 0, NULL };
+	struct classify_ctx ctx = { cap, an, v, 0, NULL };
 	an->scanned = cap->n_scans > 0;
 	if (an->scanned) {
 		size_t chosen = chosen_scan(cap);
@@ -904,25 +924,24 @@ static int classify(struct builder *bd, struct replay *rp)
 			for (uint32_t d = rp->slots[slot].next; d != NO_SLOT; d = rp->dups[d].next)
 				classify_block(&rp->dups[d], &ctx);
 		}
+		free(scan_order);
+		scan_order = NULL;
 	}
-	/* the rest: reachable, sorted, merged in */
-	size_t n_scanned = ctx.n;
+	/* the rest: reachable, sorted */
+	size_t ns = ctx.n;
 	ctx.sb = NULL;
 	replay_foreach(rp, classify_unseen, &ctx);
 	size_t n = ctx.n;
-	if (n - n_scanned > 1)
-		qsort(byaddr + n_scanned, n - n_scanned, sizeof(*byaddr), cmp_classified_addr);
-	if (n_scanned > 0 && n > n_scanned) {
-		/* merge [0, n_scanned) and [n_scanned, n) through cl */
-		size_t a = 0, b = n_scanned, o = 0;
-		while (a < n_scanned || b < n)
-			cl[o++] = b >= n || (a < n_scanned && byaddr[a].addr <= byaddr[b].addr)
-					  ? byaddr[a++] : byaddr[b++];
-		memcpy(byaddr, cl, n * sizeof(*cl));
-	}
-	/* the groups, in (kind, stack) order, each block's place in them */
-	for (size_t i = 0; i < n; i++) {
-		uint64_t key = (uint64_t)byaddr[i].kind << 32 | byaddr[i].stack;
+	/* the live blocks are all in v: the replay's table is given back
+	 * before the blocks are grouped (a 2 GiB heap's is as big as v) */
+	replay_finish(rp);
+	memset(rp, 0, sizeof(*rp));
+	if (n - ns > 1)
+		qsort(v + ns, n - ns, sizeof(*v), cmp_leak_addr);
+	/* the groups, in (kind, stack) order, each block's group in pos */
+	struct addr_merge m = { v, 0, ns, ns, n };
+	for (size_t i; (i = merge_next(&m)) < n;) {
+		uint64_t key = (uint64_t)v[i].kind << 32 | v[i].stack;
 		uint32_t g;
 		int added = reports_map_add(&bucket_of, key, (uint32_t)n_buckets, &g);
 		if (added < 0)
@@ -937,8 +956,9 @@ static int classify(struct builder *bd, struct replay *rp)
 		buckets[g].count++;
 		pos[i] = g;
 	}
+	reports_map_finish(&bucket_of);
 	/* the map names buckets by their place before the sort: keep it */
-	uint32_t *rank = calloc(n_buckets ? n_buckets : 1, sizeof(*rank));
+	rank = calloc(n_buckets ? n_buckets : 1, sizeof(*rank));
 	if (!rank)
 		goto out;
 	for (size_t g = 0; g < n_buckets; g++)
@@ -951,24 +971,13 @@ static int classify(struct builder *bd, struct replay *rp)
 		buckets[r].at = at;
 		at += buckets[r].count;
 	}
-	for (size_t i = 0; i < n; i++) {
-		struct bucket *bk = &buckets[rank[pos[i]]];
-		size_t to = bk->at++;
-		cl[to] = byaddr[i];
-		cl[to].record = rank[pos[i]];
-		pos[i] = (uint32_t)to; /* byaddr[i] is cl[pos[i]] */
+	/* each block's record, and its place in the groups (in pos) */
+	m = (struct addr_merge){ v, 0, ns, ns, n };
+	for (size_t i; (i = merge_next(&m)) < n;) {
+		uint32_t r = rank[pos[i]];
+		v[i].record = r;
+		pos[i] = (uint32_t)buckets[r].at++;
 	}
-	free(rank);
-	/* leaks: the blocks themselves, for suppressions and cycles (leaks.c) */
-	an->leak_blocks = calloc(n ? n : 1, sizeof(*an->leak_blocks));
-	if (!an->leak_blocks)
-		goto out;
-	for (size_t i = 0; i < n; i++)
-		an->leak_blocks[i] = (struct reports_leak_block){
-			cl[i].addr, cl[i].size, cl[i].indirect_of, cl[i].stack, cl[i].kind,
-			UINT32_MAX, -1,
-		};
-	an->n_leak_blocks = n;
 	/* one record per (kind, stack), in the order of the groups */
 	if (n_buckets > 0) {
 		an->leak_records = calloc(n_buckets, sizeof(*an->leak_records));
@@ -977,34 +986,40 @@ static int classify(struct builder *bd, struct replay *rp)
 	}
 	an->n_leak_records = n_buckets;
 	for (size_t i = 0; i < n; i++) {
-		struct reports_leak_record *rec = &an->leak_records[cl[i].record];
-		rec->kind = cl[i].kind;
-		rec->stack = cl[i].stack;
-		rec->bytes += cl[i].size;
+		struct reports_leak_record *rec = &an->leak_records[v[i].record];
+		rec->kind = v[i].kind;
+		rec->stack = v[i].stack;
+		rec->bytes += v[i].size;
 		rec->blocks++;
 	}
 	/* indirectly lost blocks count with the record of the block they hang
-	 * off, found by address among the blocks in address order */
+	 * off, the first at its address in address order */
 	for (size_t i = 0; i < n; i++) {
-		if (cl[i].kind != REPORTS_LEAK_INDIRECT || !cl[i].indirect_of)
+		if (v[i].kind != REPORTS_LEAK_INDIRECT || !v[i].indirect_of)
 			continue;
-		size_t lo = 0, hi = n;
-		while (lo < hi) {
-			size_t mid = lo + (hi - lo) / 2;
-			if (byaddr[mid].addr < cl[i].indirect_of)
-				lo = mid + 1;
-			else
-				hi = mid;
-		}
-		if (lo == n || byaddr[lo].addr != cl[i].indirect_of)
+		uint64_t addr = v[i].indirect_of;
+		size_t a = lower_bound(v, 0, ns, addr), b = lower_bound(v, ns, n, addr);
+		size_t lo = a < ns && (b == n || v[a].addr <= v[b].addr) ? a : b;
+		if (lo == n || v[lo].addr != addr)
 			continue;
-		const struct classified *owner = &cl[pos[lo]];
+		const struct reports_leak_block *owner = &v[lo];
 		if (owner->kind == REPORTS_LEAK_INDIRECT)
 			continue;
 		struct reports_leak_record *rec = &an->leak_records[owner->record];
-		rec->indirect_bytes += cl[i].size;
+		rec->indirect_bytes += v[i].size;
 		rec->indirect_blocks++;
 	}
+	/* leaks: the blocks themselves in the order of the groups, for
+	 * suppressions and cycles (leaks.c): each moved to its place */
+	an->leak_blocks = malloc((n ? n : 1) * sizeof(*an->leak_blocks));
+	if (!an->leak_blocks)
+		goto out;
+	for (size_t i = 0; i < n; i++) {
+		struct reports_leak_block *to = &an->leak_blocks[pos[i]];
+		*to = v[i];
+		to->record = UINT32_MAX;
+	}
+	an->n_leak_blocks = n;
 	if (an->n_leak_records > 1)
 		qsort(an->leak_records, an->n_leak_records, sizeof(*an->leak_records),
 		      reports_leak_record_cmp);
@@ -1013,9 +1028,9 @@ out:
 	reports_map_finish(&bucket_of);
 	free(buckets);
 	free(scan_order);
-	free(byaddr);
+	free(rank);
+	free(v);
 	free(pos);
-	free(cl);
 	return res;
 }
 
@@ -1023,6 +1038,8 @@ out:
 
 static int cmp_str(const char *a, const char *b)
 {
+	if (a == b) /* the same string, often: one frame for many sites */
+		return 0;
 	if (!a || !b)
 		return (a != NULL) - (b != NULL);
 	return strcmp(a, b);
@@ -1055,10 +1072,31 @@ static int cmp_lineno_bytes(const void *a, const void *b)
 	return cmp_lineno_key(a, b);
 }
 
+/* Whether a frame is an allocator's, remembered by frame (the symbolizer
+ * keeps its frames in place): millions of sites share a few frames, and
+ * the test compares the name with a list. */
+#define ALLOC_MEMO 4096u
+
+struct alloc_memo {
+	const struct reports_frame *frame[ALLOC_MEMO];
+	bool is_allocator[ALLOC_MEMO];
+};
+
+static bool memo_is_allocator(struct alloc_memo *m, const struct reports_frame *f)
+{
+	size_t h = (size_t)(reports_hash64((uint64_t)(uintptr_t)f) & (ALLOC_MEMO - 1));
+	if (m->frame[h] != f) {
+		m->frame[h] = f;
+		m->is_allocator[h] = reports_frame_is_allocator(f);
+	}
+	return m->is_allocator[h];
+}
+
 /* The frame a site is shown by: the first frame of the program (not an
- * allocator wrapper) that has a line, else the first such frame at all. */
+ * allocator wrapper) that has a line, else the first such frame at all,
+ * else the first frame.  Symbolizes the stack only as far as it looks. */
 static void lineno_key(struct reports_symbolizer *sym, const struct reports_capture *cap,
-		       uint32_t stack, struct reports_frames *fr, struct reports_lineno *key)
+		       uint32_t stack, struct alloc_memo *memo, struct reports_lineno *key)
 {
 	memset(key, 0, sizeof(*key));
 	if (!sym) {
@@ -1067,22 +1105,28 @@ static void lineno_key(struct reports_symbolizer *sym, const struct reports_capt
 			key->address = ip;
 		return;
 	}
-	if (reports_stack_symbolize(sym, cap, stack, fr) < 0)
-		return;
-	const struct reports_frame *pick = NULL;
-	for (size_t i = 0; i < fr->n; i++) {
-		const struct reports_frame *f = fr->v[i];
-		if (reports_frame_is_allocator(f))
-			continue;
-		if (!pick)
-			pick = f;
-		if (f->file) {
-			pick = f;
-			break;
+	const struct reports_frame *pick = NULL, *first = NULL;
+	uint32_t node = stack;
+	for (size_t d = 0; node != REPORTS_NO_STACK && node < cap->n_nodes &&
+			   d < REPORTS_STACK_DEPTH_MAX && !(pick && pick->file);
+	     d++, node = cap->nodes[node].parent) {
+		const struct reports_frame *f;
+		size_t k = reports_symbolizer_lookup(sym, cap->nodes[node].ip, &f);
+		for (size_t j = 0; j < k; j++) {
+			if (!first)
+				first = &f[j];
+			if (memo_is_allocator(memo, &f[j]))
+				continue;
+			if (!pick)
+				pick = &f[j];
+			if (f[j].file) {
+				pick = &f[j];
+				break;
+			}
 		}
 	}
-	if (!pick && fr->n > 0)
-		pick = fr->v[0];
+	if (!pick)
+		pick = first;
 	if (pick) {
 		key->file = pick->file;
 		key->line = pick->file ? pick->line : 0;
@@ -1095,21 +1139,24 @@ static void lineno_key(struct reports_symbolizer *sym, const struct reports_capt
 static int build_lineno(struct builder *bd, struct reports_symbolizer *sym)
 {
 	struct reports_analysis *an = bd->an;
-	struct reports_frames fr = { 0 };
 	struct reports_lineno *v = calloc(an->n_sites ? an->n_sites : 1, sizeof(*v));
-	if (!v)
+	struct alloc_memo *memo = calloc(1, sizeof(*memo));
+	if (!v || !memo) {
+		free(v);
+		free(memo);
 		return -ENOMEM;
+	}
 	for (size_t i = 0; i < an->n_sites; i++) {
 		const struct reports_site *s = &an->sites[i];
 		if ((i & 0xff) == 0) /* progress.c */
 			reports_progress("symbolizing", i, an->n_sites);
-		lineno_key(sym, bd->cap, s->stack, &fr, &v[i]);
+		lineno_key(sym, bd->cap, s->stack, memo, &v[i]);
 		v[i].allocations = s->allocations;
 		v[i].bytes = s->bytes;
 		v[i].peak_bytes = s->peak_bytes;
 		v[i].leaked_bytes = s->leaked_bytes;
 	}
-	reports_frames_finish(&fr);
+	free(memo);
 	if (an->n_sites > 1)
 		qsort(v, an->n_sites, sizeof(*v), cmp_lineno_key);
 	size_t n = 0;
@@ -1178,6 +1225,55 @@ void reports_sites_sort(const struct reports_analysis *an, enum reports_site_ord
 		order[i] = i;
 	if (an->n_sites > 1)
 		qsort_r(order, an->n_sites, sizeof(*order), cmp_order, &x);
+}
+
+/* Moves heap[at] down a heap whose root sorts last among the kept. */
+static void top_sift(const struct reports_analysis *an, enum reports_site_order how,
+		     size_t *heap, size_t n, size_t at)
+{
+	for (;;) {
+		size_t l = 2 * at + 1, big = at;
+		if (l < n && cmp_sites(&an->sites[heap[l]], &an->sites[heap[big]], how) > 0)
+			big = l;
+		if (l + 1 < n && cmp_sites(&an->sites[heap[l + 1]], &an->sites[heap[big]], how) > 0)
+			big = l + 1;
+		if (big == at)
+			return;
+		size_t tmp = heap[at];
+		heap[at] = heap[big];
+		heap[big] = tmp;
+		at = big;
+	}
+}
+
+size_t reports_sites_top(const struct reports_analysis *an, enum reports_site_order how,
+			 size_t *order, size_t k)
+{
+	size_t n = an->n_sites;
+	if (k == 0)
+		return 0;
+	if (k >= n / 4) {
+		reports_sites_sort(an, how, order);
+		return n;
+	}
+	/* the k first of a total order: one pass keeping the best k in a
+	 * heap (millions of sites, a handful shown), then those sorted */
+	size_t m = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (m < k) {
+			order[m++] = i;
+			if (m == k)
+				for (size_t j = k / 2; j-- > 0;)
+					top_sift(an, how, order, k, j);
+		} else if (cmp_sites(&an->sites[i], &an->sites[order[0]], how) < 0) {
+			order[0] = i;
+			top_sift(an, how, order, k, 0);
+		}
+	}
+	struct sort_ctx x = { an->sites, how };
+	if (m > 1)
+		qsort_r(order, m, sizeof(*order), cmp_order, &x);
+	return m;
 }
 
 static int cmp_site_peak(const void *a, const void *b)

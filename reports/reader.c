@@ -22,7 +22,9 @@
  * gets a raw slot (created on first mention, filled when its STACK record
  * arrives); after the last chunk, each raw slot is mapped iteratively to a
  * canonical node keyed by (canonical parent, ip), so that equal stacks
- * recorded by different threads become one.  A slot never filled is a
+ * recorded by different threads become one (while a capture is followed,
+ * the slots whose stacks are whole are mapped as they come, in the same
+ * order, so that little is left for after the program).  A slot never filled is a
  * frame of address 0: unknown, not an error.
  */
 #include <errno.h>
@@ -89,10 +91,14 @@ struct reader {
 	uint8_t *zbuf;      /* a zchunk's records, decompressed */
 	ZSTD_DCtx *zctx;
 
-	/* canonical nodes: open addressing over node indices + 1 */
-	uint32_t *canon_slots;
+	/* canonical nodes: open addressing (linear probing) over slots of
+	 * the key's hash, high 32 bits, above the node's index + 1 (0: empty);
+	 * a key's home is its hash's top canon_lg bits */
+	uint64_t *canon_slots;
 	size_t canon_mask;
+	unsigned canon_lg;
 	size_t cap_nodes;
+	size_t n_resolved; /* raw slots below this are resolved */
 
 	struct unload *unloads;
 	size_t n_unloads, cap_unloads;
@@ -301,38 +307,82 @@ static uint64_t canon_hash(uint32_t parent, uint64_t ip)
 	return reports_hash64(ip ^ reports_hash64((uint64_t)parent + 1));
 }
 
+static size_t canon_home(uint64_t hash, unsigned lg)
+{
+	return (size_t)(hash >> (64 - lg));
+}
+
+/* The table, of nslots (a power of two, at least 256).  From a table of up
+ * to 2^32 slots the hashes kept in the slots give each node its new home,
+ * in the order of the old table, so that the writes go one after the other
+ * (rehashing millions of nodes by reading them at random took longer than
+ * interning them). */
 static int canon_resize(struct reader *r, size_t nslots)
 {
-	uint32_t *slots = calloc(nslots, sizeof(*slots));
+	uint64_t *slots = calloc(nslots, sizeof(*slots));
 	if (!slots)
 		return -ENOMEM;
+	unsigned lg = 0;
+	while (((size_t)1 << lg) < nslots)
+		lg++;
 	struct reports_capture *cap = r->cap;
-	for (size_t i = 0; i < cap->n_nodes; i++) {
-		size_t h = canon_hash(cap->nodes[i].parent, cap->nodes[i].ip) & (nslots - 1);
-		while (slots[h])
-			h = (h + 1) & (nslots - 1);
-		slots[h] = (uint32_t)i + 1;
+	size_t mask = nslots - 1;
+	if (r->canon_slots && lg <= 32) {
+		for (size_t k = 0; k <= r->canon_mask; k++) {
+			uint64_t v = r->canon_slots[k];
+			if (!v)
+				continue;
+			size_t h = canon_home(v & ~(uint64_t)UINT32_MAX, lg);
+			while (slots[h])
+				h = (h + 1) & mask;
+			slots[h] = v;
+		}
+	} else {
+		for (size_t i = 0; i < cap->n_nodes; i++) {
+			uint64_t hash = canon_hash(cap->nodes[i].parent, cap->nodes[i].ip);
+			size_t h = canon_home(hash, lg);
+			while (slots[h])
+				h = (h + 1) & mask;
+			slots[h] = (hash & ~(uint64_t)UINT32_MAX) | ((uint64_t)i + 1);
+		}
 	}
 	free(r->canon_slots);
 	r->canon_slots = slots;
-	r->canon_mask = nslots - 1;
+	r->canon_mask = mask;
+	r->canon_lg = lg;
 	return 0;
+}
+
+/* The table's size for n nodes: at most 3/4 full (the hashes in the slots
+ * spare reading the nodes of other keys on the way). */
+static size_t canon_want(size_t n)
+{
+	size_t want = 256;
+	while (want / 4 * 3 < n)
+		want *= 2;
+	return want;
 }
 
 /* The canonical node for (parent, ip), created when new. */
 static int canon_intern(struct reader *r, uint32_t parent, uint64_t ip, uint32_t *out)
 {
 	struct reports_capture *cap = r->cap;
-	if (!r->canon_slots || (cap->n_nodes + 1) * 2 > r->canon_mask + 1) {
+	if (!r->canon_slots || (cap->n_nodes + 1) > (r->canon_mask + 1) / 4 * 3) {
 		if (canon_resize(r, r->canon_slots ? (r->canon_mask + 1) * 2 : 256) < 0)
 			return nomem(r);
 	}
-	size_t h = canon_hash(parent, ip) & r->canon_mask;
-	while (r->canon_slots[h]) {
-		struct reports_node *n = &cap->nodes[r->canon_slots[h] - 1];
-		if (n->parent == parent && n->ip == ip) {
-			*out = r->canon_slots[h] - 1;
-			return 0;
+	uint64_t hash = canon_hash(parent, ip);
+	uint64_t tag = hash & ~(uint64_t)UINT32_MAX;
+	size_t h = canon_home(hash, r->canon_lg);
+	uint64_t v;
+	while ((v = r->canon_slots[h])) {
+		if ((v & ~(uint64_t)UINT32_MAX) == tag) {
+			uint32_t idx = (uint32_t)v - 1;
+			const struct reports_node *n = &cap->nodes[idx];
+			if (n->parent == parent && n->ip == ip) {
+				*out = idx;
+				return 0;
+			}
 		}
 		h = (h + 1) & r->canon_mask;
 	}
@@ -344,7 +394,7 @@ static int canon_intern(struct reader *r, uint32_t parent, uint64_t ip, uint32_t
 	struct reports_node node = { .ip = ip, .parent = parent, .depth = depth };
 	if (reports_vec_push(&cap->nodes, &cap->n_nodes, &r->cap_nodes, &node, sizeof(node)) < 0)
 		return nomem(r);
-	r->canon_slots[h] = (uint32_t)cap->n_nodes;
+	r->canon_slots[h] = tag | cap->n_nodes;
 	*out = (uint32_t)cap->n_nodes - 1;
 	return 0;
 }
@@ -395,17 +445,67 @@ static uint32_t canon_of(struct reader *r, uint32_t raw)
 	return raw == REPORTS_NO_STACK ? REPORTS_NO_STACK : r->raw[raw].canon;
 }
 
+/* Whether resolve_raw() would map raw slot i now as it would at the end:
+ * every slot it walks through is described and its parent known, up to a
+ * resolved slot, a root or the depth limit (a cycle among described slots
+ * runs into the limit).  Slots below i must be resolved already. */
+static bool raw_final(const struct reader *r, uint32_t i)
+{
+	uint32_t j = i;
+	for (size_t n = 0; n < REPORTS_STACK_DEPTH_MAX; n++) {
+		const struct raw_node *node = &r->raw[j];
+		if (node->state == RAW_DONE)
+			return true;
+		if (!node->defined)
+			return false;
+		if (node->parent_id == 0)
+			return true;
+		if ((j = raw_find(r, node->parent_id)) == NO_INDEX)
+			return false;
+	}
+	return true;
+}
+
+/* While a capture is followed: resolves the raw slots, in slot order, as
+ * far as their result is final, so that the work is done while the
+ * program runs.  The canonical nodes come out in the order, and so with
+ * the numbers, that resolve_stacks() would give them at the end. */
+static int resolve_ready(struct reader *r)
+{
+	uint32_t path[REPORTS_STACK_DEPTH_MAX];
+	for (; r->n_resolved < r->n_raw; r->n_resolved++) {
+		uint32_t i = (uint32_t)r->n_resolved;
+		if (r->raw[i].state == RAW_DONE)
+			continue;
+		if (!raw_final(r, i))
+			break;
+		int res = resolve_raw(r, i, path);
+		if (res < 0)
+			return res;
+	}
+	return 0;
+}
+
 static int resolve_stacks(struct reader *r)
 {
 	struct reports_capture *cap = r->cap;
 	uint32_t path[REPORTS_STACK_DEPTH_MAX];
 	/* room for every node at once: no rehashing as the table fills */
-	size_t want = 256;
-	while (want < 2 * (r->n_raw + 1))
-		want *= 2;
-	if (!r->canon_slots && canon_resize(r, want) < 0)
+	size_t want = canon_want(cap->n_nodes + (r->n_raw - r->n_resolved) + 1);
+	if ((!r->canon_slots || r->canon_mask + 1 < want) && canon_resize(r, want) < 0)
 		return nomem(r);
-	for (size_t i = 0; i < r->n_raw; i++) {
+	/* at most a node per raw slot and the unknown frame: no copies as
+	 * the nodes grow */
+	size_t most = cap->n_nodes + (r->n_raw - r->n_resolved) + 1;
+	if (most > r->cap_nodes) {
+		struct reports_node *nodes = realloc(cap->nodes, most * sizeof(*nodes));
+		if (!nodes)
+			return nomem(r);
+		cap->nodes = nodes;
+		r->cap_nodes = most;
+	}
+	/* the slots below n_resolved were resolved while following */
+	for (size_t i = r->n_resolved; i < r->n_raw; i++) {
 		int res = resolve_raw(r, (uint32_t)i, path);
 		if (res < 0)
 			return res;
@@ -1368,6 +1468,9 @@ int reports_follow_feed(const struct reports_source *csrc, size_t joined)
 		}
 		if (res == 0 && f->header)
 			res = read_chunks(r, final);
+		/* the stacks that are whole, now rather than after the program */
+		if (res == 0 && !final)
+			res = resolve_ready(r);
 		if (res < 0)
 			return res;
 		/* FLUSHED promised no event below safe would come later */

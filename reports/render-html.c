@@ -471,8 +471,9 @@ static int choose_sites(struct page *pg)
 	if (!all) {
 		for (int how = 0; how < 4; how++) {
 			if (how < 2) {
-				reports_sites_sort(an, how ? REPORTS_SITES_BY_COUNT
-							   : REPORTS_SITES_BY_BYTES, order);
+				reports_sites_top(an,
+						  how ? REPORTS_SITES_BY_COUNT : REPORTS_SITES_BY_BYTES,
+						  order, HTML_SITES);
 			} else {
 				struct site_sort ss = { pg, how - 2 };
 				for (size_t i = 0; i < n; i++)

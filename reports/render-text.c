@@ -220,8 +220,8 @@ static int print_sites(struct text *t, enum reports_site_order how, const char *
 	if (an->n_sites == 0)
 		return 0;
 	heading(t, title);
-	reports_sites_sort(an, how, order);
-	for (size_t i = 0; i < an->n_sites && i < top; i++) {
+	size_t shown = reports_sites_top(an, how, order, top);
+	for (size_t i = 0; i < shown && i < top; i++) {
 		const struct reports_site *s = &an->sites[order[i]];
 		int res;
 		fprintf(t->out, "  #%zu: ", i + 1);

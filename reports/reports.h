@@ -504,6 +504,10 @@ enum reports_site_order {
 /* Fills order[] (n_sites entries) with site indices in the given order. */
 void reports_sites_sort(const struct reports_analysis *an,
 			enum reports_site_order how, size_t *order);
+/* Fills order[] with the first min(k, n_sites) of them in that order (room
+ * for n_sites entries), or all of them; returns how many. */
+size_t reports_sites_top(const struct reports_analysis *an, enum reports_site_order how,
+			 size_t *order, size_t k);
 
 /* ---- renderers (render-text.c, render-json.c) -------------------------- */
 
