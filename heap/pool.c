@@ -528,9 +528,11 @@ static void local_free_slow(struct pool_heap *h, struct pool_hdr *p)
 }
 
 /* freer: the freeing stack to record (0: none); *size gets the block's
- * requested size when it was freed. */
+ * requested size when it was freed, and *seq (when seq is not NULL) its
+ * allocation sequence number (0: none recorded), read before the block can
+ * be handed out again. */
 static inline __attribute__((always_inline)) enum pool_free_result
-small_free(struct pool_arena *ar, uintptr_t addr, uint32_t freer, size_t *size)
+small_free(struct pool_arena *ar, uintptr_t addr, uint32_t freer, size_t *size, uint64_t *seq)
 {
 	struct small_ref r;
 	if (!small_resolve(ar, addr, &r)) {
@@ -558,6 +560,8 @@ small_free(struct pool_arena *ar, uintptr_t addr, uint32_t freer, size_t *size)
 			return POOL_FREE_DOUBLE;
 		if (freer)
 			pool_info_of(ar, p->slot, r.idx)->free_stack_id = freer;
+		if (seq)
+			*seq = w & POOL_W_OWNER ? pool_info_of(ar, p->slot, r.idx)->seq : 0;
 		*size = w & POOL_W_SIZE;
 		/* The flags stay: a double free can still name the stacks. */
 		__atomic_store_n(r.w, (w & ~POOL_W_LIVE) | set, __ATOMIC_RELEASE);
@@ -571,6 +575,8 @@ small_free(struct pool_arena *ar, uintptr_t addr, uint32_t freer, size_t *size)
 		return POOL_FREE_DOUBLE;
 	if (freer)
 		pool_info_of(ar, p->slot, r.idx)->free_stack_id = freer;
+	if (seq)
+		*seq = w & POOL_W_OWNER ? pool_info_of(ar, p->slot, r.idx)->seq : 0;
 	do {
 		if (!(w & POOL_W_LIVE))
 			return POOL_FREE_DOUBLE;
@@ -622,21 +628,27 @@ enum pool_free_result pool_free(void *ptr)
 	struct pool_arena *ar = pool_arena_of(addr);
 	size_t size;
 	if (POOL_LIKELY(ar))
-		return small_free(ar, addr, 0, &size);
+		return small_free(ar, addr, 0, &size, NULL);
 	return pool_large_free(ptr, 0, &size);
 }
 
 enum pool_free_result pool_free_traced(void *ptr, uint32_t free_stack_id, size_t *size,
-				       bool *large)
+				       bool *large, uint64_t *seq)
 {
 	*size = 0;
 	*large = false;
+	*seq = 0;
 	if (!ptr)
 		return POOL_FREE_NULL;
 	uintptr_t addr = (uintptr_t)ptr;
 	struct pool_arena *ar = pool_arena_of(addr);
 	if (POOL_LIKELY(ar))
-		return small_free(ar, addr, free_stack_id, size);
+		return small_free(ar, addr, free_stack_id, size, seq);
+	/* a large block's seq is not on the free path: one more lookup, on a
+	 * path that unmaps or caches the block anyway */
+	struct pool_block blk;
+	if (pool_large_lookup(addr, &blk, false) && blk.start == ptr)
+		*seq = blk.seq;
 	enum pool_free_result r = pool_large_free(ptr, free_stack_id, size);
 	*large = r == POOL_FREE_OK;
 	return r;
@@ -690,7 +702,7 @@ void *pool_realloc_checked(void *ptr, size_t size, enum pool_free_result *bad)
 	size_t old = pool_class_size(cls);
 	memcpy(n, ptr, old < size ? old : size);
 	size_t freed;
-	small_free(ar, addr, 0, &freed);
+	small_free(ar, addr, 0, &freed, NULL);
 	return n;
 }
 

@@ -77,11 +77,12 @@ enum pool_free_result {
 enum pool_free_result pool_free(void *ptr);
 
 /* pool_free() for the tracer: also records the freeing stack (as
- * pool_block_set_freer() would) and says what was freed, its requested size
- * and whether it was a large block (0 and false unless POOL_FREE_OK), with
- * one lookup of the block instead of three. */
+ * pool_block_set_freer() would) and says what was freed, its requested size,
+ * whether it was a large block and the allocation seq pool_block_set_owner()
+ * gave it (0, false and 0 unless POOL_FREE_OK; seq 0 when none was given),
+ * with one lookup of the block instead of three. */
 enum pool_free_result pool_free_traced(void *ptr, uint32_t free_stack_id, size_t *size,
-				       bool *large);
+				       bool *large, uint64_t *seq);
 
 /* realloc that also reports what was wrong with ptr (NULL: no report). */
 void *pool_realloc_checked(void *ptr, size_t size, enum pool_free_result *bad);

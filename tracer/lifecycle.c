@@ -690,7 +690,10 @@ static void sample(long page)
 
 /* Every buffer out, then FLUSHED with the counter read before: every
  * event below it is in the file ahead of the record (capture.h), which a
- * reader following the capture while it grows needs. */
+ * reader following the capture while it grows needs.  A thread may still
+ * hold a block of seqs below the counter: writer_flush_every() retires
+ * each buffer's block while it holds the buffer, so those numbers are
+ * never handed out and later events number above the counter read here. */
 static void flushed_mark(void)
 {
 	uint64_t seq = atomic_load(&tracer.seq);
@@ -873,7 +876,7 @@ static void note(uint64_t level, const char *text)
 	if (!b)
 		return;
 	uint8_t *o = tbuf_reserve(b, RECORD_NOTE_MAX);
-	tbuf_commit(b, record_note_put(o, atomic_load(&tracer.seq), level, text, strlen(text)));
+	tbuf_commit(b, record_note_put(o, tbuf_seq_now(b), level, text, strlen(text)));
 	tracer_buf_end(b);
 }
 

@@ -162,7 +162,7 @@ void modules_rescan(void)
 			continue;
 		}
 		if (b) {
-			uint64_t seq = atomic_fetch_add(&tracer.seq, 1);
+			uint64_t seq = tbuf_seq(b, 1, 0);
 			uint8_t *o = tbuf_reserve(b, RECORD_UNLOAD_MAX);
 			tbuf_commit(b, record_unload_put(o, mods[i].id, seq));
 		}

@@ -213,7 +213,7 @@ static void put_snapshot(struct tbuf *b, uint64_t id, const char *label)
 	o[k++] = CAPTURE_SNAPSHOT;
 	k += record_put_u(o + k, id);
 	k += record_put_u(o + k, tracer_now_ns() - tracer.t0_ns);
-	k += record_put_u(o + k, atomic_load(&tracer.seq));
+	k += record_put_u(o + k, tbuf_seq_now(b));
 	k += record_put_cstr(o + k, label, 63);
 	tbuf_commit(b, k);
 }

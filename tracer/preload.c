@@ -9,10 +9,12 @@
  * the thread's guard, calls the pool inside scan_alloc_enter/leave, and
  * records the event: the stack (libunwind, the preload library's own frames
  * skipped but the public function's), interned in the stack table, then an ALLOC/FREE/BADFREE record
- * in the thread's buffer.  Sequence numbers come from one atomic counter:
- * an allocation takes its number after the pool returned the block, a free
- * before the pool releases it, so that when an address is reused its FREE
- * always has a smaller number than the next ALLOC.
+ * in the thread's buffer.  Sequence numbers come from the buffer's block of
+ * the process's counter (tbuf_seq(), tracer-private.h): an allocation takes
+ * its number after the pool returned the block, a free before the pool
+ * releases it and above the block's allocation number, so that when this
+ * thread reuses an address its FREE has a smaller number than the next
+ * ALLOC.
  *
  * A call made while the guard is set (from libunwind, dlsym, pthread_create
  * inside memprof) is served but not recorded; such "own" blocks are
@@ -186,7 +188,7 @@ struct tbuf *tracer_buf_begin(void)
 	tbuf_lock(b);
 	char name[17] = { 0 };
 	prctl(PR_GET_NAME, name, 0, 0, 0);
-	uint64_t seq = atomic_fetch_add(&tracer.seq, 1);
+	uint64_t seq = tbuf_seq(b, 1, 0);
 	uint8_t *o = tbuf_reserve(b, RECORD_THREAD_MAX);
 	tbuf_commit(b, record_thread_put(o, b->tid, seq, 0, name, strnlen(name, 16)));
 	return b;
@@ -212,7 +214,7 @@ void tracer_thread_exit(void *arg)
 		if (atomic_load(&tracer.recording)) {
 			char name[17] = { 0 };
 			prctl(PR_GET_NAME, name, 0, 0, 0);
-			uint64_t seq = atomic_fetch_add(&tracer.seq, 1);
+			uint64_t seq = tbuf_seq(b, 1, 0);
 			uint8_t *o = tbuf_reserve(b, RECORD_THREAD_MAX);
 			tbuf_commit(b, record_thread_put(o, b->tid, seq, 1, name,
 							 strnlen(name, 16)));
@@ -272,13 +274,14 @@ static void count(struct tbuf *b, int64_t size, bool large)
 	}
 }
 
-/* The requested size of the live block that starts at p, for the counters
- * (0 when p is not one). */
+/* The requested size and allocation seq of the live block that starts at p,
+ * for the counters and the FREE's number (0 when p is not one). */
 static bool block_of(void *p, struct pool_block *blk)
 {
 	if (pool_lookup(p, blk) && blk->start == p)
 		return true;
 	blk->size = 0;
+	blk->seq = 0;
 	blk->large = false;
 	return false;
 }
@@ -293,7 +296,7 @@ static void record_alloc(void *p, size_t size, bool large)
 		return;
 	}
 	uint32_t sid = intern(b, ips, n);
-	uint64_t seq = atomic_fetch_add(&tracer.seq, 1);
+	uint64_t seq = tbuf_seq(b, 1, 0);
 	uint8_t *o = tbuf_reserve(b, RECORD_ALLOC_MAX);
 	tbuf_commit(b, record_alloc_put(o, &b->deltas, seq, (uintptr_t)p, size, sid));
 	count(b, (int64_t)size, large);
@@ -330,10 +333,16 @@ static void record_free(void *p)
 		return;
 	}
 	uint32_t sid = intern(b, ips, n);
-	uint64_t seq = atomic_fetch_add(&tracer.seq, 1);
+	uint64_t seq = tbuf_seq(b, 1, 0);
 	size_t size;
 	bool large;
-	enum pool_free_result r = pool_free_traced(p, sid, &size, &large);
+	uint64_t alloc_seq;
+	enum pool_free_result r = pool_free_traced(p, sid, &size, &large, &alloc_seq);
+	if (unlikely(seq <= alloc_seq)) {
+		/* allocated by a thread numbering from a newer block: the
+		 * FREE must come after the ALLOC (rarely: a new block) */
+		seq = tbuf_seq(b, 1, alloc_seq);
+	}
 	if (r == POOL_FREE_OK) {
 		uint8_t *o = tbuf_reserve(b, RECORD_FREE_MAX);
 		tbuf_commit(b, record_free_put(o, &b->deltas, seq, (uintptr_t)p));
@@ -364,7 +373,8 @@ static void *record_realloc(void *old, size_t size)
 	int e = errno;
 	uint64_t seq = 0;
 	if (p) {
-		seq = atomic_fetch_add(&tracer.seq, 2);
+		/* the FREE (seq + 1) after the old block's ALLOC */
+		seq = tbuf_seq(b, 2, blk.seq);
 		uint8_t *o = tbuf_reserve(b, RECORD_ALLOC_MAX + RECORD_FREE_MAX);
 		size_t k = record_alloc_put(o, &b->deltas, seq, (uintptr_t)p, size, sid);
 		k += record_free_put(o + k, &b->deltas, seq + 1, (uintptr_t)old);
@@ -373,7 +383,7 @@ static void *record_realloc(void *old, size_t size)
 		count(b, -(int64_t)blk.size, blk.large);
 	} else if (bad == POOL_FREE_DOUBLE || bad == POOL_FREE_INVALID ||
 		   bad == POOL_FREE_FOREIGN) {
-		record_badfree(b, atomic_fetch_add(&tracer.seq, 1), bad, old, sid);
+		record_badfree(b, tbuf_seq(b, 1, 0), bad, old, sid);
 	}
 	tracer_buf_end(b);
 	if (p)

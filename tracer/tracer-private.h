@@ -44,6 +44,9 @@ struct tbuf {
 	atomic_int flushing; /* the owner is inside write(2) for this buffer */
 	uint32_t tid;        /* chunk tid; 0 for the sampler's buffer */
 	_Atomic uint32_t len;
+	/* the block of sequence numbers this buffer's events take, [seq_next,
+	 * seq_end), under busy: see tbuf_seq() */
+	uint64_t seq_next, seq_end;
 	struct record_deltas deltas;
 	/* requested bytes of live blocks, of which large (raw allocator)
 	 * ones, as seen by this buffer's events: the sampler sums them over
@@ -79,8 +82,9 @@ enum init_state { INIT_NONE = 0, INIT_RUNNING = 1, INIT_DONE = 2 };
 struct tracer {
 	atomic_int init;      /* enum init_state */
 	atomic_int recording; /* events are recorded */
-	/* the next sequence number: taken by every event of every thread, so
-	 * on a cache line of its own, away from the flags every event reads */
+	/* the next sequence number: every thread's buffer takes blocks of it
+	 * (tbuf_seq()), so on a cache line of its own, away from the flags
+	 * every event reads */
 	_Atomic uint64_t seq __attribute__((aligned(64)));
 	_Atomic uint64_t lost __attribute__((aligned(64)));
 
@@ -119,6 +123,53 @@ struct tracer {
 
 extern struct tracer tracer;
 
+/* ---- sequence numbers ----
+ * Every event of every thread taking its number from tracer.seq made that
+ * cache line bounce between the cores of threads that share nothing else.
+ * A buffer takes a block of TBUF_SEQ_BLOCK numbers with one fetch_add and
+ * numbers its events from it, so seqs still never decrease within a
+ * buffer's chunks, and a block taken later lies above every number handed
+ * out in any block before.  What that leaves out and how it is kept:
+ *  - a FREE must come after its block's ALLOC, which another thread may
+ *    have numbered from a newer block: a free passes the allocation's seq
+ *    as above, and a number not above it makes the buffer take a new block;
+ *  - FLUSHED promises that no event below it comes later: the sampler,
+ *    holding each buffer, retires its block (tbuf_seq_retire()), so a
+ *    thread's next number comes from a block taken after the counter was
+ *    read for FLUSHED;
+ *  - END's seq, read from tracer.seq, is above every block.
+ * An address freed by one thread and reused by another that numbers from
+ * an older block may get an ALLOC below that FREE: processing in seq order,
+ * a FREE frees the oldest live block at its address, so the live set is
+ * right again after the FREE; in between both blocks count as live. */
+#define TBUF_SEQ_BLOCK 64u
+
+/* n consecutive numbers (n <= TBUF_SEQ_BLOCK), all above above; b held. */
+static inline uint64_t tbuf_seq(struct tbuf *b, unsigned n, uint64_t above)
+{
+	uint64_t s = b->seq_next;
+	if (__builtin_expect(s + n > b->seq_end || s <= above, 0)) {
+		s = atomic_fetch_add_explicit(&tracer.seq, TBUF_SEQ_BLOCK, memory_order_relaxed);
+		b->seq_end = s + TBUF_SEQ_BLOCK;
+	}
+	b->seq_next = s + n;
+	return s;
+}
+
+/* Gives up the rest of b's block (b held): its next event takes a new one. */
+static inline void tbuf_seq_retire(struct tbuf *b)
+{
+	b->seq_next = b->seq_end = 0;
+}
+
+/* The counter now, for a record that marks a point of the run (SNAPSHOT,
+ * NOTE) in b (held): b's later events number at or above it. */
+static inline uint64_t tbuf_seq_now(struct tbuf *b)
+{
+	tbuf_seq_retire(b);
+	return atomic_load(&tracer.seq);
+}
+
 /* ---- preload.c ---- */
 struct tbuf *tracer_buf_begin(void);
 void tracer_buf_end(struct tbuf *b);
@@ -146,8 +197,9 @@ void tbuf_flush_locked(struct tbuf *b);
 uint8_t *tbuf_reserve(struct tbuf *b, size_t need);
 void tbuf_commit(struct tbuf *b, size_t n);
 void writer_flush_all(bool wait);
-/* Flushes every buffer, waiting a little for busy ones; false when some
- * buffer stayed busy (its records may still be unwritten). */
+/* Flushes every buffer, waiting a little for busy ones, and retires each
+ * one's block of seqs; false when some buffer stayed busy (its records may
+ * still be unwritten). */
 bool writer_flush_every(void);
 void writer_flush_for_death(void);
 void writer_fork_child_reset(struct tbuf *keep);

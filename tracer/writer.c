@@ -254,6 +254,7 @@ struct tbuf *tbuf_acquire(uint32_t tid)
 	atomic_store_explicit(&b->len, 0, memory_order_relaxed);
 	record_deltas_reset(&b->deltas);
 	b->cache.n = 0;
+	tbuf_seq_retire(b);
 	atomic_store(&b->flushing, 0);
 	tbuf_unlock(b);
 	return b;
@@ -321,6 +322,9 @@ bool writer_flush_every(void)
 			continue;
 		}
 		tbuf_flush_locked(b);
+		/* its next event numbers from a block taken after the caller
+		 * read the counter: none below it can follow (FLUSHED) */
+		tbuf_seq_retire(b);
 		tbuf_unlock(b);
 	}
 	return all;

@@ -31,6 +31,28 @@ class Threads(MemprofTestCase):
         self.assertEqual(kept[0]["leaked_bytes"], 64)
 
 
+class Handoff(MemprofTestCase):
+    """Two threads free each other's blocks while each numbers its events
+    from its own block of sequence numbers: every FREE still comes after its
+    block's ALLOC."""
+
+    def test_blocks_freed_by_the_other_thread_are_matched(self):
+        report, p = self.run_json(fixture("fixture-handoff"))
+        text = memprof("report", self.path("capture.mpc"), cwd=self.tmp)
+        self.assertEqual(text.returncode, 0, text.stderr)
+        self.assertNotIn("whose allocation was not recorded", text.stdout)
+        self.assertNotIn("whose allocation was not recorded", p.stderr)
+        sites = self.sites_with(report, "handoff_alloc")
+        # per thread: 3000 handed over, sum((i + me) % 5) = 6000 of its
+        # own, one kept
+        self.assertEqual(sum(s["allocations"] for s in sites), 2 * 3000 + 2 * 6000 + 2)
+        self.assertEqual(sum(s["leaked_bytes"] for s in sites), 48)
+        t = report["totals"]
+        self.assertEqual(t["live_blocks_at_exit"], 2)
+        self.assertEqual(t["live_bytes_at_exit"], 48)
+        self.assertEqual(t["allocations"] - t["frees"], 2)
+
+
 class Live(MemprofTestCase):
     """memprof run replays the capture while the program runs; what it
     reports is what memprof report makes of the same capture."""
