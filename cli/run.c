@@ -471,8 +471,18 @@ __attribute__((noreturn)) static void child(const struct run_options *o, const c
 	_exit(e == ENOENT ? CLI_EXIT_NOT_FOUND : CLI_EXIT_NOT_EXECUTABLE);
 }
 
-/* Runs the program; returns its wait status, or -1 after a message (with
- * *exit_code set). */
+/* A thread of memprof's own, with every signal blocked (they are the
+ * program's business, or the main thread's); false if it did not start. */
+static bool thread_start(pthread_t *thread, void *(*fn)(void *), void *arg)
+{
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	bool started = pthread_create(thread, NULL, fn, arg) == 0;
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	return started;
+}
+
 /* The capture compressed on a thread of its own (reports/compress.c), then
  * put in its place: while the program runs, following the file (follow),
  * or else after it, while the reports are made from the plain file. */
@@ -515,11 +525,7 @@ static void pack_start(struct packer *p, const char *capture, bool follow)
 	if (n < 0 || (size_t)n >= sizeof(p->tmp))
 		return;
 	unlink(p->tmp); /* a leftover of a memprof run killed with our pid */
-	sigset_t all, old;
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	p->started = pthread_create(&p->thread, NULL, pack_thread, p) == 0;
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	p->started = thread_start(&p->thread, pack_thread, p);
 }
 
 /* The program is over: a following packer takes what is left. */
@@ -602,11 +608,7 @@ static void live_start(struct live *l, const char *path)
 	snprintf(l->path, sizeof(l->path), "%s", path);
 	pack_start(&l->pack, l->path, true);
 	pthread_mutex_init(&l->lock, NULL);
-	sigset_t all, old;
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	l->started = pthread_create(&l->thread, NULL, live_main, l) == 0;
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	l->started = thread_start(&l->thread, live_main, l);
 }
 
 /* The program is over: the follower reads the rest.  Returns the capture
@@ -641,6 +643,8 @@ static struct reports_capture *live_finish(struct live *l)
 	return l->cap;
 }
 
+/* Runs the program (and the follower, once it is exec'd); returns its wait
+ * status, or -1 after a message (with *exit_code set). */
 static int spawn_and_wait(const struct run_options *o, const char *preload, long *pid_out,
 			  int *exit_code, struct live *live)
 {

@@ -23,7 +23,6 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
-#include <time.h>
 #include <unistd.h>
 #include <zstd.h>
 
@@ -234,10 +233,8 @@ int reports_capture_compress_follow(const char *src, const char *dst,
 		if ((res = reports_growing_update(&g)) < 0 ||
 		    (res = rewrite(&w, g.base, g.len, final, err)) < 0 || final)
 			break;
-		if (w.off == before) {
-			struct timespec ts = { 0, 5000000L };
-			nanosleep(&ts, NULL);
-		}
+		if (w.off == before)
+			reports_growing_wait();
 	}
 	res = rewriter_close(&w, dst, res);
 	reports_growing_close(&g, false);

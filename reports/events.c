@@ -29,6 +29,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <memprof/capture.h>
@@ -110,6 +111,12 @@ int reports_growing_update(struct reports_growing *g)
 	}
 	g->len = size;
 	return 0;
+}
+
+void reports_growing_wait(void)
+{
+	struct timespec ts = { 0, 5000000L };
+	nanosleep(&ts, NULL);
 }
 
 void reports_growing_close(struct reports_growing *g, bool keep_map)

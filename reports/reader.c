@@ -35,7 +35,6 @@
 #include <sys/mman.h>
 #include <stdatomic.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <memprof/capture.h>
@@ -1373,9 +1372,6 @@ int reports_capture_load_file(const char *path, struct reports_capture **out,
  * (capture.h: every smaller one is in the file before it); it waits for
  * the next one, or for the end of the program, when it gets there. */
 
-/* How long the follower sleeps when the file has not grown enough. */
-#define FOLLOW_POLL_NS 5000000L
-
 struct reports_follow {
 	struct reader r;
 	struct reports_error err;
@@ -1490,8 +1486,7 @@ int reports_follow_feed(const struct reports_source *csrc, size_t joined)
 			src->safe_seq = r->flushed;
 			return 0;
 		}
-		struct timespec ts = { 0, FOLLOW_POLL_NS };
-		nanosleep(&ts, NULL);
+		reports_growing_wait();
 	}
 }
 

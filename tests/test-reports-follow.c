@@ -67,12 +67,18 @@ static void *writer(void *arg)
 	return NULL;
 }
 
-static void staged_open(struct staged *s)
+/* The empty file the writer will fill (mkstemp's template). */
+static void staged_file(struct staged *s)
 {
 	snprintf(s->path, sizeof(s->path), "/tmp/memprof-follow-XXXXXX");
 	int fd = mkstemp(s->path);
 	cr_assert_geq(fd, 0);
 	close(fd);
+}
+
+static void staged_open(struct staged *s)
+{
+	staged_file(s);
 	struct reports_error err;
 	cr_assert_eq(reports_capture_follow(s->path, &s->cap, &err), 0, "%s", err.message);
 }
@@ -372,10 +378,7 @@ Test(reports_follow, a_capture_compressed_as_it_is_written_reads_as_the_plain_fi
 	for (int complete = 0; complete <= 1; complete++) {
 		struct staged s = { 0 };
 		build(&s, complete);
-		snprintf(s.path, sizeof(s.path), "/tmp/memprof-follow-XXXXXX");
-		int fd = mkstemp(s.path);
-		cr_assert_geq(fd, 0);
-		close(fd);
+		staged_file(&s);
 		char dst[80];
 		snprintf(dst, sizeof(dst), "%s.z", s.path);
 		unlink(dst);
