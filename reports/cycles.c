@@ -341,8 +341,7 @@ int reports_cycles_find(const struct reports_capture *cap, struct reports_analys
 
 static void print_safe(FILE *out, const char *s)
 {
-	for (; *s; s++)
-		fputc((unsigned char)*s < 0x20 || *s == 0x7f ? '?' : *s, out);
+	reports_put_clean(out, s, 0);
 }
 
 int reports_render_text_cycles(FILE *out, const struct reports_capture *cap,

@@ -286,8 +286,7 @@ void reports_diff_destroy(struct reports_diff *diff)
 
 static void put_clean(FILE *out, const char *s)
 {
-	for (; *s; s++)
-		fputc((unsigned char)*s < 0x20 || *s == 0x7f ? '?' : *s, out);
+	reports_put_clean(out, s, 0);
 }
 
 static void put_change(FILE *out, uint64_t o, uint64_t n, const char *unit)

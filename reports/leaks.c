@@ -341,26 +341,27 @@ void reports_render_text_supp_summary(FILE *out, const struct supp_set *set, boo
 			continue;
 		fprintf(out, "  used %" PRIu64 " times, %" PRIu64 " bytes in %" PRIu64 " blocks: ",
 			in.uses, in.bytes, in.blocks);
-		for (const char *s = in.name; s && *s; s++)
-			fputc((unsigned char)*s < 0x20 || *s == 0x7f ? '?' : *s, out);
-		fprintf(out, " (%s:%u)\n", in.file ? in.file : "?", in.line);
+		reports_put_clean(out, in.name ? in.name : "", 0);
+		fputs(" (", out);
+		reports_put_clean(out, in.file ? in.file : "?", 0);
+		fprintf(out, ":%u)\n", in.line);
 	}
 	for (size_t i = 0; i < n; i++) {
 		struct supp_info in;
 		if (!supp_set_get(set, i, &in) || in.uses != 0)
 			continue;
 		fprintf(out, "  %swarning:%s suppression '", warn, reset);
-		for (const char *s = in.name; s && *s; s++)
-			fputc((unsigned char)*s < 0x20 || *s == 0x7f ? '?' : *s, out);
-		fprintf(out, "' (%s:%u) was never used\n", in.file ? in.file : "?", in.line);
+		reports_put_clean(out, in.name ? in.name : "", 0);
+		fputs("' (", out);
+		reports_put_clean(out, in.file ? in.file : "?", 0);
+		fprintf(out, ":%u) was never used\n", in.line);
 	}
 	for (size_t i = 0; i < nw; i++) {
 		const char *w = supp_set_warning(set, i);
 		if (!w)
 			continue;
 		fprintf(out, "  %swarning:%s ", warn, reset);
-		for (; *w; w++)
-			fputc((unsigned char)*w < 0x20 || *w == 0x7f ? '?' : *w, out);
+		reports_put_clean(out, w, 0);
 		fputc('\n', out);
 	}
 	if (nw > SUPP_WARNINGS_MAX)

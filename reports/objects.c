@@ -680,9 +680,13 @@ static void text_site(FILE *out, struct reports_symbolizer *sym,
 		const struct reports_frame *g = fr->v[i];
 		const char *file = g->file ? strrchr(g->file, '/') : NULL;
 		file = file ? file + 1 : g->file;
-		fprintf(out, "%s%s", i > at ? " < " : "", g->function ? g->function : "???");
-		if (file)
-			fprintf(out, " (%s:%u)", file, g->line);
+		fputs(i > at ? " < " : "", out);
+		reports_put_clean(out, g->function ? g->function : "???", 0);
+		if (file) {
+			fputs(" (", out);
+			reports_put_clean(out, file, 0);
+			fprintf(out, ":%u)", g->line);
+		}
 	}
 	fputc('\n', out);
 }
@@ -720,21 +724,30 @@ int reports_objects_render_text(FILE *out, const struct reports_objects *o,
 		     " bytes\n", o->total_count, o->total_bytes);
 	if (o->n_types > 0)
 		fprintf(out, "  %10s %12s  %s\n", "count", "bytes", "type");
-	for (size_t i = 0; i < o->n_types && i < shown; i++)
-		fprintf(out, "  %10" PRIu64 " %12" PRIu64 "  %s\n", o->types[i].count,
-			o->types[i].bytes, o->types[i].name);
+	for (size_t i = 0; i < o->n_types && i < shown; i++) {
+		fprintf(out, "  %10" PRIu64 " %12" PRIu64 "  ", o->types[i].count,
+			o->types[i].bytes);
+		reports_put_clean(out, o->types[i].name, 0);
+		fputc('\n', out);
+	}
 	if (o->n_types > shown)
 		fprintf(out, "  (%zu more types)\n", o->n_types - shown);
 	for (size_t g = 0; g < o->n_growth; g++) {
 		const struct reports_obj_growth *gr = &o->growth[g];
-		fprintf(out, "\nGrowth of objects by type, snapshot \"%s\" -> \"%s\"\n",
-			gr->from_label, gr->to_label);
+		fputs("\nGrowth of objects by type, snapshot \"", out);
+		reports_put_clean(out, gr->from_label, 0);
+		fputs("\" -> \"", out);
+		reports_put_clean(out, gr->to_label, 0);
+		fputs("\"\n", out);
 		if (gr->n == 0)
 			fputs("  (no type grew)\n", out);
 		for (size_t i = 0; i < gr->n; i++) {
 			const struct reports_obj_type *t = &o->growth_types[gr->first + i];
-			fprintf(out, "  %-24s %10" PRIu64 " %+10" PRId64 "\n", t->name, t->count,
-				t->delta);
+			fputs("  ", out);
+			reports_put_clean(out, t->name, 0);
+			size_t len = strlen(t->name);
+			fprintf(out, "%*s %10" PRIu64 " %+10" PRId64 "\n", len < 24 ? (int)(24 - len) : 0,
+				"", t->count, t->delta);
 		}
 	}
 	if (o->n_cycles > 0)
@@ -744,8 +757,10 @@ int reports_objects_render_text(FILE *out, const struct reports_objects *o,
 		const struct reports_obj_cycle *cy = &o->cycles[k];
 		fprintf(out, "  cycle %zu: %zu objects, %" PRIu64 " bytes, types:", k + 1, cy->n,
 			cy->bytes);
-		for (size_t t = 0; t < cy->n_type; t++)
-			fprintf(out, "%s %s", t ? "," : "", o->cycle_types[cy->first_type + t]);
+		for (size_t t = 0; t < cy->n_type; t++) {
+			fputs(t ? ", " : " ", out);
+			reports_put_clean(out, o->cycle_types[cy->first_type + t], 0);
+		}
 		fputc('\n', out);
 		/* members grouped by type and allocation site */
 		size_t groups = 0;
@@ -761,8 +776,10 @@ int reports_objects_render_text(FILE *out, const struct reports_objects *o,
 				same += same_site(sym, cap, &o->members[cy->first + j], mb, &fr);
 			if (++groups > MEMBERS_SHOWN)
 				continue;
-			fprintf(out, "    %zu x %s (first at 0x%" PRIx64 ", refcount %" PRIu64 ")\n",
-				same, mb->type, mb->addr, mb->refcount);
+			fprintf(out, "    %zu x ", same);
+			reports_put_clean(out, mb->type, 0);
+			fprintf(out, " (first at 0x%" PRIx64 ", refcount %" PRIu64 ")\n", mb->addr,
+				mb->refcount);
 			text_site(out, sym, cap, mb->stack, &fr, "      ", true);
 		}
 		if (groups > MEMBERS_SHOWN)
@@ -773,28 +790,35 @@ int reports_objects_render_text(FILE *out, const struct reports_objects *o,
 		      "a missing mp_decref)\n", out);
 	for (size_t i = 0; i < o->n_leaks; i++) {
 		const struct reports_obj *l = &o->leaks[i];
-		fprintf(out, "  %s at 0x%" PRIx64 ": refcount %" PRIu64 ", %" PRIu64
-			     " from other objects, unreachable\n", l->type, l->addr, l->refcount,
-			l->referrers);
+		fputs("  ", out);
+		reports_put_clean(out, l->type, 0);
+		fprintf(out, " at 0x%" PRIx64 ": refcount %" PRIu64 ", %" PRIu64
+			     " from other objects, unreachable\n", l->addr, l->refcount, l->referrers);
 		text_site(out, sym, cap, l->stack, &fr, "    ", true);
 	}
 	if (o->n_chains > 0)
 		fputs("\nBack-reference chains (why objects are still alive)\n", out);
 	for (size_t k = 0; k < o->n_chains; k++) {
 		const struct reports_obj_chain *ch = &o->chains[k];
-		fprintf(out, "  %s at 0x%" PRIx64 "\n", ch->obj.type, ch->obj.addr);
+		fputs("  ", out);
+		reports_put_clean(out, ch->obj.type, 0);
+		fprintf(out, " at 0x%" PRIx64 "\n", ch->obj.addr);
 		text_site(out, sym, cap, ch->obj.stack, &fr, "     ", true);
 		for (size_t i = 0; i < ch->n; i++) {
 			const struct reports_obj_link *l = &o->links[ch->first + i];
-			if (l->type)
-				fprintf(out, "    <- %s object at 0x%" PRIx64 " (+%" PRIu64 ")\n",
-					l->type, l->block, l->offset);
-			else
+			if (l->type) {
+				fputs("    <- ", out);
+				reports_put_clean(out, l->type, 0);
+				fprintf(out, " object at 0x%" PRIx64 " (+%" PRIu64 ")\n", l->block,
+					l->offset);
+			} else
 				fprintf(out, "    <- block of %" PRIu64 " bytes at 0x%" PRIx64
 					     " (+%" PRIu64 ")\n", l->size, l->block, l->offset);
 			text_site(out, sym, cap, l->stack, &fr, "       ", l->type != NULL);
 		}
-		fprintf(out, "    <- %s\n", ch->root);
+		fputs("    <- ", out);
+		reports_put_clean(out, ch->root, 0);
+		fputc('\n', out);
 	}
 	reports_frames_finish(&fr);
 	return ferror(out) ? -EIO : 0;

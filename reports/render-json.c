@@ -16,8 +16,7 @@
 
 #include "reports.h"
 
-/* Length of the valid UTF-8 sequence at s (n bytes left), 0 if invalid. */
-static size_t utf8_len(const unsigned char *s, size_t n)
+size_t reports_utf8_len(const unsigned char *s, size_t n)
 {
 	unsigned c = s[0];
 	size_t len;
@@ -72,7 +71,7 @@ void reports_json_string(FILE *out, const char *str, size_t len)
 			i++;
 			continue;
 		}
-		size_t n = utf8_len(s + i, len - i);
+		size_t n = reports_utf8_len(s + i, len - i);
 		if (n == 0) {
 			fputs("\\ufffd", out);
 			i++;
@@ -82,6 +81,34 @@ void reports_json_string(FILE *out, const char *str, size_t len)
 		i += n;
 	}
 	fputc('"', out);
+}
+
+size_t reports_put_clean_n(FILE *out, const char *str, size_t len, char sep)
+{
+	const unsigned char *s = (const unsigned char *)str;
+	size_t i = 0, chars = 0;
+	for (; i < len; chars++) {
+		unsigned char c = s[i];
+		if (sep && c == (unsigned char)sep) {
+			fputc(':', out);
+			i++;
+			continue;
+		}
+		size_t n = c < 0x20 || c == 0x7f ? 0 : reports_utf8_len(s + i, len - i);
+		if (n == 0) {
+			fputc('?', out);
+			i++;
+			continue;
+		}
+		fwrite(s + i, 1, n, out);
+		i += n;
+	}
+	return chars;
+}
+
+void reports_put_clean(FILE *out, const char *s, char sep)
+{
+	reports_put_clean_n(out, s, strlen(s), sep);
 }
 
 static void jstr(FILE *out, const char *s)

@@ -71,12 +71,10 @@ static void print_bytes(FILE *out, uint64_t n)
 	fprintf(out, "%" PRIu64 " bytes (%.1f %s)", n, v, units[u]);
 }
 
-/* Writes s (n bytes, from the capture or debug info) without control
- * characters, which could steer the terminal. */
+/* s comes from the capture or debug info */
 static void print_safe(FILE *out, const char *s)
 {
-	for (; *s; s++)
-		fputc((unsigned char)*s < 0x20 || *s == 0x7f ? '?' : *s, out);
+	reports_put_clean(out, s, 0);
 }
 
 static void print_frame(struct text *t, const struct reports_frame *f, bool first,

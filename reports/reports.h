@@ -549,6 +549,18 @@ int reports_render_json(FILE *out, const struct reports_capture *cap,
  * characters escaped, invalid UTF-8 replaced by U+FFFD. */
 void reports_json_string(FILE *out, const char *s, size_t len);
 
+/* Length of the valid UTF-8 sequence at s (n > 0 bytes left), 0 if the
+ * bytes there are not UTF-8. */
+size_t reports_utf8_len(const unsigned char *s, size_t n);
+
+/* Writes s (from the capture, debug info or a suppression file) for a
+ * terminal or a text file: valid UTF-8 as it is; control characters, which
+ * could steer the terminal, and bytes that are not UTF-8 as '?'; sep (when
+ * not 0; a separator of the output format) as ':'. */
+void reports_put_clean(FILE *out, const char *s, char sep);
+/* The same for len bytes of s; returns the characters written. */
+size_t reports_put_clean_n(FILE *out, const char *s, size_t len, char sep);
+
 /* ---- views: folded stacks, line view, timeline, diff, progress ---------
  * (views-folded.c, views-lines.c, views-timeline.c, diff.c, progress.c):
  * the reports people would rather look at than read. */

@@ -99,7 +99,7 @@ static const char *quote(const char *s, size_t n, char out[64])
 	for (i = 0; i < n && k < 48; i++) {
 		unsigned char c = (unsigned char)s[i];
 
-		out[k++] = (c < 0x20 || c == 0x7f) ? '?' : (char)c;
+		out[k++] = (c < 0x20 || c >= 0x7f) ? '?' : (char)c;
 	}
 	if (i < n) {
 		memcpy(out + k, "...", 3);

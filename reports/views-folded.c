@@ -57,10 +57,7 @@ static const char *base_name(const char *path)
  * newline would end the line) replaced. */
 static void put_clean(FILE *out, const char *s)
 {
-	for (; *s; s++) {
-		unsigned char c = (unsigned char)*s;
-		fputc(c == ';' ? ':' : c < 0x20 || c == 0x7f ? '?' : c, out);
-	}
+	reports_put_clean(out, s, ';');
 }
 
 void reports_folded_frame_name(FILE *out, const struct reports_frame *f)

@@ -361,30 +361,30 @@ static bool source_load(struct source *s, const char *path)
 	return true;
 }
 
-/* A line of source with tabs expanded and control characters made
- * harmless (the file may be anybody's). */
+/* A line of source with tabs expanded, control characters and bytes that
+ * are not UTF-8 made harmless (the file may be anybody's). */
 static void put_source_line(FILE *out, const char *s)
 {
-	unsigned col = 0;
-	for (; *s; s++) {
-		unsigned char c = (unsigned char)*s;
-		if (c == '\t') {
-			do
-				fputc(' ', out);
-			while (++col % 8);
-			continue;
-		}
-		if (c == '\r' && !s[1])
+	size_t len = strlen(s), col = 0;
+	if (len && s[len - 1] == '\r')
+		len--;
+	while (len) {
+		const char *tab = memchr(s, '\t', len);
+		size_t n = tab ? (size_t)(tab - s) : len;
+		col += reports_put_clean_n(out, s, n, 0);
+		if (!tab)
 			break;
-		fputc(c < 0x20 || c == 0x7f ? '?' : c, out);
-		col++;
+		do
+			fputc(' ', out);
+		while (++col % 8);
+		s += n + 1;
+		len -= n + 1;
 	}
 }
 
 static void put_clean(FILE *out, const char *s)
 {
-	for (; *s; s++)
-		fputc((unsigned char)*s < 0x20 || *s == 0x7f ? '?' : *s, out);
+	reports_put_clean(out, s, 0);
 }
 
 /* Exact bytes up to 99999, then KiB, MiB... with one decimal. */

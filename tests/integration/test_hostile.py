@@ -3,7 +3,8 @@
 Random bytes, bit flips at every 97th byte of a real capture (with and
 without the chunk checksum fixed, so that the record parser sees them),
 varints that overflow, counts that claim billions, stack chains far deeper
-than any real one, and stack nodes whose parent chain loops.  Each gives a
+than any real one, stack nodes whose parent chain loops, and names that are
+not UTF-8 or carry terminal escapes (every report stays valid UTF-8).  Each gives a
 report (exit 0) or one line of error (exit 2), within a time limit, and
 never a crash.  test_captures.py has the truncated and simply corrupt cases.
 """
@@ -15,7 +16,7 @@ import sys
 import zlib
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from memprof_test import MemprofTestCase, fixture, main, memprof  # noqa: E402
+from memprof_test import MEMPROF, MemprofTestCase, fixture, main, memprof  # noqa: E402
 
 HEADER = b"MEMPROF\0" + struct.pack("<II", 1, 16)
 CHUNK_MAGIC = 0x4b43504d
@@ -187,6 +188,32 @@ class Hostile(MemprofTestCase):
             p = self.report(self.write("cycle-%s.mpc" % name, HEADER + chunk(payload)))
             if p.returncode == 0:
                 self.assertIn("allocations:", p.stdout)
+
+    def test_names_that_are_not_utf8(self):
+        exe = b"/bin/ho\xffst\xc3\x28ile\x1b]0;owned\x07"
+        argv = [exe, b"caf\xc3\xa9", b"\xe9t\xe9", b"\xed\xa0\x80", b"\xf4\x90\x80\x80"]
+        payload = bytes([PROCESS]) + u(42) + u(1) + u(0) + string(exe) + u(len(argv))
+        for a in argv:
+            payload += string(a)
+        payload += u(0)
+        payload += bytes([NOTE]) + u(1) + u(1) + string(b"note \x80\xbf\x1b[2J end")
+        payload += alloc(1, 4096, 64, 0) + end(3)
+        path = self.write("names.mpc", HEADER + chunk(payload))
+        env = dict(os.environ, NO_COLOR="1")
+        env.pop("LD_PRELOAD", None)
+        for fmt in ("text", "json", "folded", "sarif", "junit", "dot", "html"):
+            p = subprocess.run([MEMPROF, "report", "-f", fmt, path], env=env,
+                               capture_output=True, timeout=60)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            out = p.stdout.decode("utf-8")   # raises if any byte is not UTF-8
+            self.assertNotIn("\x1b", out)
+            self.assertNotIn("\x07", out)
+            if fmt == "text":
+                # valid sequences are kept, the rest shows as '?'
+                self.assertIn("caf\u00e9", out)
+                self.assertIn("/bin/ho?st?(ile?]0;owned?", out)
+                self.assertIn("?t?", out)
+                self.assertIn("note ???[2J end", out)
 
 
 if __name__ == "__main__":
