@@ -53,6 +53,7 @@ struct run_options {
 	unsigned long depth;
 	unsigned long top;
 	bool follow_fork;
+	bool free_stacks;
 	struct cli_run_leaks *leaks; /* leaks.c: gates, suppressions, SARIF, JUnit */
 	bool quiet;
 	char **argv; /* the program and its arguments */
@@ -72,6 +73,8 @@ void cli_run_help(FILE *out)
 	      "      --json FILE    also write the JSON report to FILE (may be repeated)\n"
 	      "      --html FILE    also write the HTML report to FILE (may be repeated)\n"
 	      "      --depth N      record at most N frames per stack (1 to 256)\n"
+	      "      --free-stacks  record the whole stack of every free, for double-free\n"
+	      "                     reports (by default only free's caller: faster)\n"
 	      "      --follow-fork  trace forked children too, each into its own capture\n"
 	      "      --top N        entries of each list of allocation sites (default 5)\n"
 	      "  -q, --quiet        do not print the text report\n"
@@ -141,7 +144,7 @@ static int snapshot_signal_parse(const char *s)
 
 static int parse_options(int argc, char **argv, struct run_options *o)
 {
-	enum { OPT_JSON = 256, OPT_DEPTH, OPT_FOLLOW_FORK, OPT_TOP };
+	enum { OPT_JSON = 256, OPT_DEPTH, OPT_FOLLOW_FORK, OPT_TOP, OPT_FREE_STACKS };
 	enum { OPT_HTML = 1024 }; /* apart from the others: no clash when they grow */
 	enum { OPT_SNAPSHOT_SIGNAL = 3072 }; /* objects */
 	static const struct option longopts[] = {
@@ -151,6 +154,7 @@ static int parse_options(int argc, char **argv, struct run_options *o)
 		CLI_LEAKS_LONGOPTS,
 		{ "depth", required_argument, NULL, OPT_DEPTH },
 		{ "follow-fork", no_argument, NULL, OPT_FOLLOW_FORK },
+		{ "free-stacks", no_argument, NULL, OPT_FREE_STACKS },
 		{ "top", required_argument, NULL, OPT_TOP },
 		{ "snapshot-signal", required_argument, NULL, OPT_SNAPSHOT_SIGNAL },
 		{ "quiet", no_argument, NULL, 'q' },
@@ -185,6 +189,9 @@ static int parse_options(int argc, char **argv, struct run_options *o)
 			break;
 		case OPT_FOLLOW_FORK:
 			o->follow_fork = true;
+			break;
+		case OPT_FREE_STACKS:
+			o->free_stacks = true;
 			break;
 		case OPT_TOP:
 			if (!cli_parse_count(optarg, 1, 1000000, &o->top))
@@ -460,6 +467,10 @@ __attribute__((noreturn)) static void child(const struct run_options *o, const c
 		snprintf(buf, sizeof(buf), "%d", o->snapshot_signal);
 		setenv("MEMPROF_SNAPSHOT_SIGNAL", buf, 1);
 	}
+	if (o->free_stacks)
+		setenv("MEMPROF_FREE_STACKS", "1", 1);
+	else
+		unsetenv("MEMPROF_FREE_STACKS");
 	if (o->follow_fork)
 		setenv("MEMPROF_FOLLOW_FORK", "1", 1);
 	else

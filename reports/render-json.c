@@ -214,13 +214,14 @@ static void json_totals(FILE *out, const struct reports_capture *cap,
 		"  \"capture\": {\"incomplete\": %s, \"truncated\": %s, \"has_end\": %s"
 		", \"lost_events\": %" PRIu64 ", \"scanned\": %s, \"scan_partial\": %s"
 		", \"scan_on_demand\": %s"
-		", \"exec\": %s, \"forked_child\": %s},\n",
+		", \"exec\": %s, \"forked_child\": %s, \"free_stacks\": \"%s\"},\n",
 		cap->incomplete ? "true" : "false", cap->truncated ? "true" : "false",
 		cap->has_end ? "true" : "false", cap->lost_events,
 		an->scanned ? "true" : "false", an->scan_partial ? "true" : "false",
 		an->scan_on_demand ? "true" : "false",
 		cap->has_end && cap->end_how == CAPTURE_END_EXEC ? "true" : "false",
-		cap->process_flags & CAPTURE_PROCESS_FORKED ? "true" : "false");
+		cap->process_flags & CAPTURE_PROCESS_FORKED ? "true" : "false",
+		cap->process_flags & CAPTURE_PROCESS_FREE_CALLER ? "caller" : "whole");
 }
 
 static int json_leaks(FILE *out, const struct reports_capture *cap,

@@ -385,7 +385,11 @@ static int print_badfrees(struct text *t)
 			color(t, RESET));
 		int res = print_stack(t, b->free_stack, "   ");
 		if (res == 0 && b->first_free_stack != REPORTS_NO_STACK) {
-			fputs(" Block was first freed at\n", t->out);
+			fputs(cap->process_flags & CAPTURE_PROCESS_FREE_CALLER
+				      ? " Block was first freed at (its caller only: memprof run "
+					"--free-stacks records whole stacks)\n"
+				      : " Block was first freed at\n",
+			      t->out);
 			res = print_stack(t, b->first_free_stack, "   ");
 		}
 		if (res == 0 && b->alloc_stack != REPORTS_NO_STACK) {

@@ -98,8 +98,8 @@ Test(tracer_env, the_program_does_not_see_what_memprof_run_added)
 {
 	char *envp[] = { "A=1", "LD_PRELOAD=", "MEMPROF_OUTPUT=/tmp/a.mpc", "B=2",
 			 "MEMPROF_DEPTH=8", "MEMPROF_OUTPUTX=kept", "MEMPROF_SNAPSHOT_SIGNAL=USR2",
-			 "MEMPROF_LEAK_CHECK_SIGNAL=10", "C=3", NULL };
-	cr_assert_eq(tracer_env_hide(envp), 5);
+			 "MEMPROF_LEAK_CHECK_SIGNAL=10", "MEMPROF_FREE_STACKS=1", "C=3", NULL };
+	cr_assert_eq(tracer_env_hide(envp), 6);
 	const char *want[] = { "A=1", "B=2", "MEMPROF_OUTPUTX=kept", "C=3" };
 	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
 		cr_assert_str_eq(envp[i], want[i], "entry %zu", i);

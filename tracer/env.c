@@ -116,7 +116,7 @@ bool tracer_env_strip_preload(char *value, const char *lib_name)
 static bool hidden(const char *entry)
 {
 	static const char *const names[] = {"MEMPROF_OUTPUT", "MEMPROF_DEPTH",
-					    "MEMPROF_SNAPSHOT_SIGNAL",
+					    "MEMPROF_FREE_STACKS", "MEMPROF_SNAPSHOT_SIGNAL",
 					    "MEMPROF_LEAK_CHECK_SIGNAL"};
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
 		if (match_entry(entry, names[i]))

@@ -6,6 +6,8 @@
  *   MEMPROF_OUTPUT       capture path; unset: memprof.<prog>.<pid>.mpc in
  *                        the working directory
  *   MEMPROF_DEPTH        frames kept per stack, 1..256 (default 64)
+ *   MEMPROF_FREE_STACKS  "1": a free's whole stack (for a double free's
+ *                        first free); otherwise free() and its caller
  *   MEMPROF_FOLLOW_FORK  "1": trace fork children and exec'd programs too.
  *                        The tracer rewrites the value to "2" in its own
  *                        environment, in place, so that the programs it
@@ -48,7 +50,7 @@ bool tracer_env_strip_preload(char *value, const char *lib_name);
 
 /* Removes, in place, the entries `memprof run` adds for the tracer alone,
  * so that the program sees the environment it was given: MEMPROF_OUTPUT,
- * MEMPROF_DEPTH, MEMPROF_SNAPSHOT_SIGNAL, MEMPROF_LEAK_CHECK_SIGNAL (the
+ * MEMPROF_DEPTH, MEMPROF_FREE_STACKS, MEMPROF_SNAPSHOT_SIGNAL, MEMPROF_LEAK_CHECK_SIGNAL (the
  * tracer has read them by then), and LD_PRELOAD once it is empty (the
  * tracer stripped itself from it; ld.so reads an empty LD_PRELOAD as none).
  * The other entries keep their order.  Only without follow-fork:

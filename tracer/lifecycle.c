@@ -109,11 +109,12 @@ static void read_config(void)
 {
 	char *block = NULL;
 	size_t blen = 0, bmap = 0;
-	const char *out, *depth, *follow;
+	const char *out, *depth, *follow, *free_stacks;
 	if (environ) {
 		out = tracer_env_lookup(environ, "MEMPROF_OUTPUT");
 		depth = tracer_env_lookup(environ, "MEMPROF_DEPTH");
 		follow = tracer_env_lookup(environ, "MEMPROF_FOLLOW_FORK");
+		free_stacks = tracer_env_lookup(environ, "MEMPROF_FREE_STACKS");
 	} else {
 		/* the very first malloc can come before libc set environ */
 		if (writer_read_file("/proc/self/environ", &block, &blen, &bmap) != 0)
@@ -121,7 +122,10 @@ static void read_config(void)
 		out = block ? tracer_env_lookup_block(block, blen, "MEMPROF_OUTPUT") : NULL;
 		depth = block ? tracer_env_lookup_block(block, blen, "MEMPROF_DEPTH") : NULL;
 		follow = block ? tracer_env_lookup_block(block, blen, "MEMPROF_FOLLOW_FORK") : NULL;
+		free_stacks = block ? tracer_env_lookup_block(block, blen, "MEMPROF_FREE_STACKS")
+				    : NULL;
 	}
+	tracer.free_stacks = free_stacks && strcmp(free_stacks, "1") == 0;
 	tracer.depth = tracer_env_depth(depth);
 	tracer.follow_fork = follow && (follow[0] == '1' || follow[0] == '2') && follow[1] == '\0';
 	tracer.descendant = tracer.follow_fork && follow[0] == '2';

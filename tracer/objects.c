@@ -234,7 +234,6 @@ static void put_count(struct tbuf *b, uint64_t snap, uint64_t tid, uint64_t coun
 /* ---- the allocation hooks ------------------------------------------------------ */
 
 EXPORT void *memprof_heap_alloc(size_t size);
-EXPORT void memprof_heap_free(void *block);
 
 EXPORT void *memprof_heap_alloc(size_t size)
 {
@@ -246,11 +245,11 @@ EXPORT void *memprof_heap_alloc(size_t size)
 	return p;
 }
 
-EXPORT void memprof_heap_free(void *block)
+/* memprof_heap_free() is in preload.c, beside free(), whose caller it
+ * records */
+void objects_block_freed(void *block)
 {
-	if (block)
-		set_del(&obj_blocks, (uintptr_t)block);
-	free(block);
+	set_del(&obj_blocks, (uintptr_t)block);
 }
 
 /* ---- snapshots ------------------------------------------------------------------- */

@@ -322,17 +322,44 @@ static void record_badfree(struct tbuf *b, uint64_t seq, enum pool_free_result r
 					  first_free));
 }
 
-static void record_free(void *p)
+/* The stack (ip, caller): ip inside the public function the program
+ * called, caller the return address into the program.  Interned once per
+ * call site, then found in the buffer's memo (ids never change, so the
+ * memo never needs clearing). */
+static uint32_t intern_caller(struct tbuf *b, uint64_t ip, uint64_t caller)
+{
+	uint64_t h = (caller ^ ip * 0x9e3779b97f4a7c15u) * 0xff51afd7ed558ccdu;
+	struct free_memo *m = &b->free_memo[h >> 58 & (TBUF_FREE_MEMO - 1)];
+	if (m->id != 0 && m->caller == caller && m->ip == ip)
+		return m->id;
+	const uint64_t ips[2] = { ip, caller };
+	/* no stack cache: the allocations' stacks keep it */
+	uint32_t id = stack_table_intern(&tracer.stacks, NULL, ips, 2, emit_stack, b);
+	*m = (struct free_memo){ .ip = ip, .caller = caller, .id = id };
+	return id;
+}
+
+/* free(p) called from caller (a return address in the program).  A free's
+ * stack serves only a later double free's report ("first freed at"), so
+ * unless MEMPROF_FREE_STACKS asks for whole stacks it is free() and its
+ * caller, found without unwinding: on churn and binary trees the unwind
+ * and interning of every free's stack was a third of the tracer's time.
+ * A free that goes wrong (double, invalid, foreign) still gets its whole
+ * stack. */
+__attribute__((noinline)) static void record_free(void *p, void *caller)
 {
 	uint64_t *ips = tl_ips;
-	size_t n = capture_ips(ips);
+	size_t n = tracer.free_stacks ? capture_ips(ips) : 0;
 	struct tbuf *b = tracer_buf_begin();
 	if (!b) {
 		atomic_fetch_add(&tracer.lost, 1);
 		pool_free(p);
 		return;
 	}
-	uint32_t sid = intern(b, ips, n);
+	uint32_t sid = tracer.free_stacks
+			       ? intern(b, ips, n)
+			       : intern_caller(b, (uintptr_t)__builtin_return_address(0),
+					       (uintptr_t)caller);
 	uint64_t seq = tbuf_seq(b, 1, 0);
 	size_t size;
 	bool large;
@@ -348,6 +375,10 @@ static void record_free(void *p)
 		tbuf_commit(b, record_free_put(o, &b->deltas, seq, (uintptr_t)p));
 		count(b, -(int64_t)size, large);
 	} else if (r != POOL_FREE_NULL) {
+		if (!tracer.free_stacks) {
+			n = capture_ips(ips);
+			sid = intern(b, ips, n);
+		}
 		record_badfree(b, seq, r, p, sid);
 	}
 	tracer_buf_end(b);
@@ -526,7 +557,9 @@ EXPORT int posix_memalign(void **out, size_t alignment, size_t size)
 	return r;
 }
 
-EXPORT void free(void *p)
+/* free(p), called from caller: the public functions that free pass their
+ * own return address, the program's call site. */
+static inline __attribute__((always_inline)) void free_from(void *p, void *caller)
 {
 	if (!p)
 		return;
@@ -543,15 +576,29 @@ EXPORT void free(void *p)
 	if (own_take(p) || !recording())
 		pool_free(p);
 	else
-		record_free(p);
+		record_free(p, caller);
 	hook_leave(t);
 	errno = e;
+}
+
+EXPORT void free(void *p)
+{
+	free_from(p, __builtin_return_address(0));
 }
 
 void cfree(void *p);
 EXPORT void cfree(void *p)
 {
-	free(p);
+	free_from(p, __builtin_return_address(0));
+}
+
+/* libmemprof-heap's deallocator (objects.c has its allocator) */
+EXPORT void memprof_heap_free(void *block);
+EXPORT void memprof_heap_free(void *block)
+{
+	if (block)
+		objects_block_freed(block);
+	free_from(block, __builtin_return_address(0));
 }
 
 EXPORT void *realloc(void *old, size_t size)
@@ -572,7 +619,8 @@ EXPORT void *realloc(void *old, size_t size)
 	if (!old)
 		return malloc(size);
 	if (size == 0) {
-		free(old); /* glibc: realloc(p, 0) frees p and returns NULL */
+		/* glibc: realloc(p, 0) frees p and returns NULL */
+		free_from(old, __builtin_return_address(0));
 		return NULL;
 	}
 	hook_enter(t);

@@ -30,6 +30,7 @@
 #include "stacks.h"
 
 #define TBUF_PAYLOAD (64u * 1024u)
+#define TBUF_FREE_MEMO 64u
 
 enum tbuf_state { TBUF_FREE = 0, TBUF_ACTIVE = 1 };
 
@@ -55,6 +56,12 @@ struct tbuf {
 	_Atomic int64_t large_bytes;
 	struct tbuf *next; /* registry link, written once before publication */
 	struct stack_cache cache;
+	/* the stacks of free()'s callers lately, when free stacks are only
+	 * (free, its caller): see record_free() */
+	struct free_memo {
+		uint64_t ip, caller;
+		uint32_t id;
+	} free_memo[TBUF_FREE_MEMO];
 	uint8_t chunk[CAPTURE_CHUNK_HEADER_SIZE + TBUF_PAYLOAD];
 };
 
@@ -102,6 +109,7 @@ struct tracer {
 	uint64_t t0_ns;
 	uint64_t start_real_ns;
 	unsigned depth;
+	bool free_stacks; /* MEMPROF_FREE_STACKS=1: whole stacks for frees too */
 	bool follow_fork;
 	bool descendant;
 	char base_path[PATH_MAX]; /* MEMPROF_OUTPUT made absolute, or "" */
@@ -214,6 +222,8 @@ void objects_init(void);
 void objects_at_exit(void);
 void objects_scan_options(struct scan_options *o);
 void objects_scan_done(void);
+/* libmemprof-heap frees an object's block (memprof_heap_free) */
+void objects_block_freed(void *block);
 void objects_foreach_own_range(void (*fn)(uintptr_t lo, uintptr_t hi, void *arg), void *arg);
 size_t objects_scanref_put(uint8_t *out, uint64_t addr, uint64_t from, uint64_t kind,
 			   uint64_t tid);

@@ -182,6 +182,8 @@ int writer_open(const char *path, uint64_t process_flags)
 		r = -EIO;
 		goto fail;
 	}
+	if (!tracer.free_stacks)
+		process_flags |= CAPTURE_PROCESS_FREE_CALLER;
 	r = write_process(process_flags);
 	if (r != 0)
 		goto fail;

@@ -219,6 +219,9 @@ enum capture_ref_kind {
 
 /* PROCESS flags */
 #define CAPTURE_PROCESS_FORKED 1u /* the process is a traced fork child */
+/* the stack of a FREE's block (a double free's first free) is only free()
+ * and its caller; without it, whole stacks (memprof run --free-stacks) */
+#define CAPTURE_PROCESS_FREE_CALLER 2u
 
 /* SCAN flags */
 #define CAPTURE_SCAN_AT_EXIT 1u /* the scan at exit (else on demand) */

@@ -92,5 +92,46 @@ class Basic(MemprofTestCase):
         return memprof(*args, cwd=self.tmp)
 
 
+class BadFrees(MemprofTestCase):
+    """Double and invalid frees, and where a doubly freed block was first
+    freed: by default free() and its caller only, with --free-stacks the
+    whole stack."""
+
+    def bad_frees(self, options=()):
+        report, p = self.run_json(fixture("fixture-badfree"), options=options)
+        self.assertIn("done", p.stdout)  # the program went on
+        kinds = [b["kind"] for b in report["bad_frees"]]
+        self.assertEqual(kinds, ["double", "invalid", "double"], report["bad_frees"])
+        for b in report["bad_frees"]:
+            # the bad free's own stack is whole, whatever the option
+            self.assert_frame(b["stack"], "second_owner", "fixture-badfree.c", "second_free")
+            self.assertTrue(self.frames_named(b["stack"], "main"))
+        return report, p
+
+    def test_first_free_is_its_caller_by_default(self):
+        report, p = self.bad_frees()
+        self.assertEqual(report["capture"]["free_stacks"], "caller")
+        first, _, through_realloc = report["bad_frees"]
+        stack = first["first_free_stack"]
+        self.assertEqual([f["function"] for f in stack], ["free", "release"])
+        self.assert_frame(stack, "release", "fixture-badfree.c", "release")
+        stack = through_realloc["first_free_stack"]
+        self.assertEqual([f["function"] for f in stack], ["realloc", "shrink_to_nothing"])
+        self.assert_frame(stack, "shrink_to_nothing", "fixture-badfree.c", "realloc_zero")
+        self.assertIn("Block was first freed at (its caller only: memprof run --free-stacks",
+                      p.stderr)
+
+    def test_free_stacks_records_whole_stacks(self):
+        report, p = self.bad_frees(options=("--free-stacks",))
+        self.assertEqual(report["capture"]["free_stacks"], "whole")
+        first, _, through_realloc = report["bad_frees"]
+        stack = first["first_free_stack"]
+        self.assert_frame(stack, "release", "fixture-badfree.c", "release")
+        self.assert_frame(stack, "first_owner", "fixture-badfree.c", "first_owner")
+        self.assertTrue(self.frames_named(stack, "main"))
+        self.assertTrue(self.frames_named(through_realloc["first_free_stack"], "main"))
+        self.assertIn(" Block was first freed at\n", p.stderr)
+
+
 if __name__ == "__main__":
     main()
