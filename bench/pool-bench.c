@@ -6,11 +6,13 @@
  *
  * The workload: a sliding window of live blocks; each operation frees the
  * oldest block of the window and allocates a new one of a size drawn from
- * 16..512 bytes (precomputed, the same sequence for every allocator),
+ * 16..MAX_SIZE bytes (precomputed, the same sequence for every allocator),
  * touching its first and last byte.  Run in one thread, then in two
  * threads (each with its own window and half of the operations).
  *
- *     pool-bench [OPERATIONS [WINDOW]]     (default 10000000 10000)
+ *     pool-bench [OPERATIONS [WINDOW [MAX_SIZE]]]   (default 10000000 10000 512)
+ *
+ * MAX_SIZE 4096 takes in the medium size classes too.
  *
  * Prints a table of wall times and the ratio to glibc (below 1: faster).
  * The glibc rows call __libc_malloc/__libc_free, so they stay glibc's even
@@ -117,8 +119,9 @@ int main(int argc, char **argv)
 {
 	size_t ops = argc > 1 ? strtoull(argv[1], NULL, 0) : 10000000;
 	size_t window = argc > 2 ? strtoull(argv[2], NULL, 0) : 10000;
-	if (ops == 0 || window == 0) {
-		fprintf(stderr, "usage: pool-bench [OPERATIONS [WINDOW]]\n");
+	size_t max_size = argc > 3 ? strtoull(argv[3], NULL, 0) : 512;
+	if (ops == 0 || window == 0 || max_size < 16 || max_size > UINT16_MAX) {
+		fprintf(stderr, "usage: pool-bench [OPERATIONS [WINDOW [MAX_SIZE]]]\n");
 		return 2;
 	}
 	uint64_t s = 88172645463325252ull;
@@ -126,7 +129,7 @@ int main(int argc, char **argv)
 		s ^= s << 13;
 		s ^= s >> 7;
 		s ^= s << 17;
-		sizes[i] = (uint16_t)(16 + s % (512 - 16 + 1));
+		sizes[i] = (uint16_t)(16 + s % (max_size - 16 + 1));
 	}
 	struct allocator all[4] = {
 		{ "glibc", __libc_malloc, __libc_free, NULL },
@@ -140,7 +143,8 @@ int main(int argc, char **argv)
 	else
 		printf("(jemalloc not loaded; try LD_PRELOAD=libjemalloc.so.2)\n");
 
-	printf("small-object churn: %zu operations, window %zu, sizes 16..512\n\n", ops, window);
+	printf("small-object churn: %zu operations, window %zu, sizes 16..%zu\n\n", ops, window,
+	       max_size);
 	printf("%-10s %-14s %10s %10s %10s\n", "threads", "allocator", "time (s)", "Mops/s", "vs glibc");
 	for (unsigned threads = 1; threads <= 2; threads++) {
 		double base = 0;

@@ -3,7 +3,11 @@
  *
  * Arenas are 1 MiB of address space, 1 MiB aligned, from mmap; each has a
  * companion metadata mapping (MAP_NORESERVE, touched as pools are carved)
- * holding a metadata word and a struct pool_info per block.  A 2-level
+ * holding a metadata word and a struct pool_info per block.  An arena is
+ * of one kind for its life: fine (16 KiB pools of the classes up to 512
+ * bytes) or medium (64 KiB pools of the classes up to 4096), each kind with
+ * its own buckets and reserve arena, so that a slot is a slot and carving
+ * never looks for several free ones in a row.  A 2-level
  * radix table keyed by addr >> 20 maps any address to its arena in two
  * loads; its leaves are
  * mmap'd lazily and never freed, so a reader racing with an update sees
@@ -13,8 +17,8 @@
  * (arenas sit in buckets by their number of free slots, so "fullest" is
  * the lowest non-empty bucket), so that emptier arenas drain and can be
  * returned to the OS; an arena whose pools all came back is unmapped,
- * except one kept in reserve against map/unmap thrashing.  Everything here
- * runs under one mutex: it is the rare path (once per 16 KiB pool).
+ * except one of each kind kept in reserve against map/unmap thrashing.
+ * Everything here runs under one mutex: it is the rare path (once a pool).
  *
  * Entry points: pool_arena_carve(), pool_arena_release(), pool_arena_of(),
  * and pool_walk() for the leak scan (pool-walk.h).
@@ -96,14 +100,25 @@ static bool radix_set(uintptr_t base, struct pool_arena *ar)
 
 /* ---- arenas ---------------------------------------------------------------- */
 
-#define WORDS_BYTES ((size_t)POOL_SLOTS * POOL_MAX_BLOCKS * sizeof(uint32_t))
-#define META_BYTES (WORDS_BYTES + (size_t)POOL_SLOTS * POOL_MAX_BLOCKS * sizeof(struct pool_info))
+/* The metadata of an arena of either kind: the words, then the info, both
+ * indexed by slot * max_blocks + block (medium pools hold 113 blocks at
+ * most, so their metadata is 9 times denser than a fine arena's layout
+ * would make it, and a pool's words share their page with its
+ * neighbours'). */
+static void meta_layout(bool medium, size_t *max_blocks, size_t *words_bytes, size_t *meta_bytes)
+{
+	size_t slots = medium ? POOL_MEDIUM_SLOTS : POOL_SLOTS;
+	*max_blocks = medium ? POOL_MEDIUM_MAX_BLOCKS : POOL_MAX_BLOCKS;
+	*words_bytes = (slots * *max_blocks * sizeof(uint32_t) + 63) & ~(size_t)63;
+	*meta_bytes = *words_bytes + slots * *max_blocks * sizeof(struct pool_info);
+}
 
 static pthread_mutex_t arena_lock = PTHREAD_MUTEX_INITIALIZER;
-/* arena_buckets[k]: arenas with k free slots, 1 <= k <= POOL_SLOTS - 1. */
-static struct pool_arena *arena_buckets[POOL_SLOTS];
+/* arena_buckets[kind][k]: arenas of the kind (1: medium) with k free
+ * slots, 1 <= k <= slots - 1. */
+static struct pool_arena *arena_buckets[2][POOL_SLOTS];
 static struct pool_arena *arena_all;
-static struct pool_arena *arena_reserve; /* the one empty arena kept */
+static struct pool_arena *arena_reserve[2]; /* the one empty arena kept, a kind */
 static size_t arenas_allocated, arenas_reclaimed, arenas_current, arenas_highwater;
 
 void pool_arena_lock(void)
@@ -128,7 +143,7 @@ static void bucket_remove(struct pool_arena *ar)
 	if (ar->prev)
 		ar->prev->next = ar->next;
 	else
-		arena_buckets[ar->nfree] = ar->next;
+		arena_buckets[ar->medium][ar->nfree] = ar->next;
 	if (ar->next)
 		ar->next->prev = ar->prev;
 	ar->prev = ar->next = NULL;
@@ -139,35 +154,44 @@ static void bucket_insert(struct pool_arena *ar)
 	if (ar->nfree == 0)
 		return;
 	ar->prev = NULL;
-	ar->next = arena_buckets[ar->nfree];
+	ar->next = arena_buckets[ar->medium][ar->nfree];
 	if (ar->next)
 		ar->next->prev = ar;
-	arena_buckets[ar->nfree] = ar;
+	arena_buckets[ar->medium][ar->nfree] = ar;
 }
 
-static struct pool_arena *arena_new(void)
+static struct pool_arena *arena_new(bool medium)
 {
+	size_t max_blocks, words_bytes, meta_bytes;
+	meta_layout(medium, &max_blocks, &words_bytes, &meta_bytes);
 	void *mem = os_map_aligned(POOL_ARENA_SIZE);
 	if (!mem)
 		return NULL;
-	char *meta = pool_os_map(META_BYTES);
+	char *meta = pool_os_map(meta_bytes);
 	if (!meta) {
 		pool_os_unmap(mem, POOL_ARENA_SIZE);
 		return NULL;
 	}
 	struct pool_arena *ar = mem;
 	ar->base = (uintptr_t)mem;
+	ar->medium = medium;
+	ar->shift = (uint8_t)__builtin_ctz(medium ? POOL_MEDIUM_POOL_SIZE : POOL_POOL_SIZE);
+	ar->slots = medium ? POOL_MEDIUM_SLOTS : POOL_SLOTS;
 	ar->words = (uint32_t *)meta;
-	ar->info = (struct pool_info *)(meta + WORDS_BYTES);
-	ar->nfree = POOL_SLOTS - 1;
+	ar->info = (struct pool_info *)(meta + words_bytes);
+	ar->meta_bytes = meta_bytes;
+	ar->nfree = ar->slots - 1;
 	ar->next_slot = 1;
-	for (unsigned i = 0; i < POOL_SLOTS; i++) {
-		ar->pools[i].slot = (uint8_t)i;
-		ar->pools[i].cls = 0xff;
-		ar->pools[i].base = ar->base + (uintptr_t)i * POOL_POOL_SIZE;
+	for (unsigned i = 0; i < ar->slots; i++) {
+		struct pool_hdr *p = &ar->pools[i];
+		p->slot = (uint8_t)i;
+		p->cls = 0xff;
+		p->base = ar->base + ((uintptr_t)i << ar->shift);
+		p->words = ar->words + i * max_blocks;
+		p->info = ar->info + i * max_blocks;
 	}
 	if (!radix_set(ar->base, ar)) {
-		pool_os_unmap(meta, META_BYTES);
+		pool_os_unmap(meta, meta_bytes);
 		pool_os_unmap(mem, POOL_ARENA_SIZE);
 		return NULL;
 	}
@@ -195,7 +219,7 @@ static void arena_free(struct pool_arena *ar)
 	radix_set(ar->base, NULL);
 	arenas_current--;
 	arenas_reclaimed++;
-	pool_os_unmap(ar->words, META_BYTES);
+	pool_os_unmap(ar->words, ar->meta_bytes);
 	pool_os_unmap((void *)ar->base, POOL_ARENA_SIZE);
 }
 
@@ -204,35 +228,36 @@ static __attribute__((unused)) bool arena_valid(const struct pool_arena *ar)
 {
 	unsigned n = 0;
 	for (const struct pool_hdr *p = ar->free_pools; p; p = p->next) {
-		if (p->state != POOL_STATE_EMPTY || ++n >= POOL_SLOTS)
+		if (p->state != POOL_STATE_EMPTY || ++n >= ar->slots)
 			return false;
 	}
-	return ar->nfree == n + (POOL_SLOTS - ar->next_slot);
+	return ar->nfree == n + (ar->slots - ar->next_slot);
 }
 
 struct pool_hdr *pool_arena_carve(unsigned cls)
 {
 	pool_assert(cls < POOL_NUM_CLASSES);
+	bool medium = cls >= POOL_FINE_CLASSES;
 	pthread_mutex_lock(&arena_lock);
 	struct pool_arena *ar = NULL;
 	/* Fullest first: the lowest non-empty bucket. */
 	for (unsigned k = 1; k < POOL_SLOTS && !ar; k++)
-		ar = arena_buckets[k];
+		ar = arena_buckets[medium][k];
 	if (!ar)
-		ar = arena_new();
+		ar = arena_new(medium);
 	if (!ar) {
 		pthread_mutex_unlock(&arena_lock);
 		return NULL;
 	}
-	if (ar == arena_reserve)
-		arena_reserve = NULL;
+	if (ar == arena_reserve[medium])
+		arena_reserve[medium] = NULL;
 	struct pool_hdr *p;
 	if (ar->free_pools) {
 		p = ar->free_pools;
 		ar->free_pools = p->next;
 		pool_assert_internal(p->state == POOL_STATE_EMPTY);
 	} else {
-		pool_assert_internal(ar->next_slot < POOL_SLOTS);
+		pool_assert_internal(ar->next_slot < ar->slots);
 		p = &ar->pools[ar->next_slot++];
 		pool_assert_internal(p->state == POOL_STATE_UNCARVED);
 	}
@@ -245,7 +270,9 @@ struct pool_hdr *pool_arena_carve(unsigned cls)
 	p->used = 0;
 	p->bump = 0;
 	p->cls = (uint8_t)cls;
-	p->capacity = (uint32_t)(POOL_POOL_SIZE / pool_class_size(cls));
+	p->bsize = (uint32_t)pool_class_size(cls);
+	p->capacity = (uint32_t)(((size_t)1 << ar->shift) / p->bsize);
+	pool_assert_internal(p->capacity <= (medium ? POOL_MEDIUM_MAX_BLOCKS : POOL_MAX_BLOCKS));
 	p->prev = p->next = NULL;
 	__atomic_store_n(&p->owner, NULL, __ATOMIC_RELAXED);
 	__atomic_store_n(&p->thread_free, NULL, __ATOMIC_RELAXED);
@@ -256,7 +283,7 @@ struct pool_hdr *pool_arena_carve(unsigned cls)
 
 void pool_arena_release(struct pool_hdr *p)
 {
-	struct pool_arena *ar = (struct pool_arena *)(p->base & ~(uintptr_t)(POOL_ARENA_SIZE - 1));
+	struct pool_arena *ar = pool_arena_at(p);
 	pool_assert(p->used == 0);
 	pool_assert(__atomic_load_n(&p->thread_free, __ATOMIC_RELAXED) == NULL);
 	pthread_mutex_lock(&arena_lock);
@@ -269,10 +296,10 @@ void pool_arena_release(struct pool_hdr *p)
 	ar->nfree++;
 	bucket_insert(ar);
 	pool_assert_expensive(arena_valid(ar));
-	if (ar->nfree == POOL_SLOTS - 1) {
-		if (!arena_reserve)
-			arena_reserve = ar;
-		else if (arena_reserve != ar)
+	if (ar->nfree == ar->slots - 1) {
+		if (!arena_reserve[ar->medium])
+			arena_reserve[ar->medium] = ar;
+		else if (arena_reserve[ar->medium] != ar)
 			arena_free(ar);
 	}
 	pthread_mutex_unlock(&arena_lock);
@@ -296,7 +323,7 @@ void pool_arena_own_ranges(void (*fn)(uintptr_t lo, uintptr_t hi, void *arg), vo
 	pthread_mutex_lock(&arena_lock);
 	for (struct pool_arena *ar = arena_all; ar; ar = ar->all_next) {
 		fn(ar->base, ar->base + POOL_ARENA_SIZE, arg);
-		fn((uintptr_t)ar->words, (uintptr_t)ar->words + META_BYTES, arg);
+		fn((uintptr_t)ar->words, (uintptr_t)ar->words + ar->meta_bytes, arg);
 	}
 	for (size_t i = 0; i < (1u << ROOT_BITS); i++) {
 		uintptr_t leaf = (uintptr_t)radix_root[i];
@@ -333,7 +360,7 @@ void pool_walk(void (*pool_fn)(const struct pool_walk_pool *p, void *arg),
 			struct pool_arena *ar = leaf[k];
 			if (!ar)
 				continue;
-			for (unsigned s = 1; s < ar->next_slot && s < POOL_SLOTS; s++) {
+			for (unsigned s = 1; s < ar->next_slot && s < ar->slots; s++) {
 				struct pool_hdr *p = &ar->pools[s];
 				uint8_t st = __atomic_load_n(&p->state, __ATOMIC_ACQUIRE);
 				if (st == POOL_STATE_UNCARVED || st == POOL_STATE_EMPTY ||
@@ -342,10 +369,11 @@ void pool_walk(void (*pool_fn)(const struct pool_walk_pool *p, void *arg),
 				struct pool_walk_pool wp = {
 					.key = p,
 					.base = p->base,
-					.block_size = (uint32_t)pool_class_size(p->cls),
+					.pool_size = (uint32_t)1 << ar->shift,
+					.block_size = p->bsize,
 					.nblocks = __atomic_load_n(&p->bump, __ATOMIC_RELAXED),
-					.words = pool_word_of(ar, s, 0),
-					.info = (const struct pool_walk_info *)pool_info_of(ar, s, 0),
+					.words = pool_word_of(p, 0),
+					.info = (const struct pool_walk_info *)pool_info_of(p, 0),
 				};
 				pool_fn(&wp, arg);
 			}

@@ -1,5 +1,5 @@
 /*
- * pool-large.c: blocks over 512 bytes or aligned over 16, served by the C
+ * pool-large.c: blocks over 4096 bytes or aligned over 16, served by the C
  * library's raw allocator (__libc_malloc and friends) and tracked here so
  * that every live block can be found.  Entry points: pool_large_alloc(),
  * pool_large_free(), pool_large_lookup().
@@ -681,6 +681,11 @@ void pool_large_own_ranges(void (*fn)(uintptr_t lo, uintptr_t hi, void *arg), vo
 	if (ix.map)
 		fn((uintptr_t)ix.map, (uintptr_t)ix.map + ix.map_bytes, arg);
 	pthread_mutex_unlock(&index_lock);
+	/* the bounds are the lowest block's start and one past the highest's
+	 * end: as roots they kept the lowest large block from ever being lost
+	 * (seen once blocks of 4 KiB, often the lowest, moved to the pools) */
+	fn((uintptr_t)&large_lo, (uintptr_t)(&large_lo + 1), arg);
+	fn((uintptr_t)&large_hi, (uintptr_t)(&large_hi + 1), arg);
 }
 
 void pool_large_fork_prepare(void)

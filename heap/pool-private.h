@@ -3,15 +3,18 @@
  * and by nothing else (pool.h is the interface).
  *
  * Glossary (the picture and the invariants are at the top of pool.c):
- *   arena       1 MiB of address space from mmap, 1 MiB aligned; slot 0
- *               (16 KiB) holds struct pool_arena, slots 1..63 are pools.
- *   pool        16 KiB of one size class, described by a struct pool_hdr in
- *               its arena's header slot (never inside the pool itself).
+ *   arena       1 MiB of address space from mmap, 1 MiB aligned, of one
+ *               kind: fine (64 slots of 16 KiB) or medium (16 slots of
+ *               64 KiB); slot 0 holds struct pool_arena, the others are
+ *               pools.
+ *   pool        one slot of one size class (fine classes in fine arenas,
+ *               medium in medium), described by a struct pool_hdr in its
+ *               arena's header slot (never inside the pool itself).
  *   block       one allocation unit of a pool; its metadata (a word and a
  *               struct pool_info) is in the arena's metadata mapping.
  *   heap        struct pool_heap, one per thread: the pools it allocates
  *               from, without any lock.
- *   large block a block over 512 bytes or aligned over 16, served by the C
+ *   large block a block over 4096 bytes or aligned over 16, served by the C
  *               library's raw allocator and tracked in pool-large.c.
  */
 #pragma once
@@ -69,10 +72,14 @@ void __libc_free(void *ptr);
 
 #define POOL_SLOTS (POOL_ARENA_SIZE / POOL_POOL_SIZE) /* 64, slot 0 = header */
 #define POOL_MAX_BLOCKS (POOL_POOL_SIZE / POOL_ALIGNMENT) /* 1024 */
+/* A medium arena: 16 slots, at most 113 blocks (of 576 bytes) a pool. */
+#define POOL_MEDIUM_SLOTS (POOL_ARENA_SIZE / POOL_MEDIUM_POOL_SIZE)
+#define POOL_MEDIUM_MAX_BLOCKS (POOL_MEDIUM_POOL_SIZE / (POOL_FINE_MAX + POOL_FINE_MAX / 8u))
 #define POOL_PAGE_SIZE 4096u
 
 /* Per-block metadata, outside the user's bytes, in two dense arrays of the
- * arena's metadata mapping (both indexed by slot * POOL_MAX_BLOCKS + block):
+ * arena's metadata mapping (both indexed by slot * the kind's most blocks a
+ * pool + block; each pool header points at its own part):
  *   words: the block's requested size (bits 0..15) and its flags (bits
  *          16..23), 4 bytes, the only metadata malloc and free touch;
  *   info:  the stacks and sequence number, valid when the flags say so.
@@ -108,12 +115,15 @@ struct pool_heap;
  * thread_free. */
 struct pool_hdr {
 	uint32_t bump;           /* blocks carved so far (lazy carving) */
-	uint32_t capacity;       /* POOL_POOL_SIZE / block size */
+	uint32_t capacity;       /* pool size / block size */
+	uint32_t bsize;          /* pool_class_size(cls), without its branch */
 	uint8_t cls;             /* size class; kept after the pool empties */
 	uint8_t state;           /* POOL_STATE_* (atomic byte) */
-	uint8_t slot;            /* index in the arena, 1..63 */
+	uint8_t slot;            /* index in the arena, 1..63 (1..15: medium) */
 	struct pool_heap *owner; /* atomic; NULL when not owned by a thread */
 	uintptr_t base;          /* first byte of the pool */
+	uint32_t *words;         /* its blocks' metadata words, fixed per slot */
+	struct pool_info *info;  /* and their info */
 	void *free __attribute__((aligned(64))); /* local free list, LIFO, linked through blocks */
 	uint32_t used;           /* blocks out: live + in thread_free */
 	struct pool_hdr *prev, *next; /* in a heap list, abandoned or free list */
@@ -123,8 +133,12 @@ struct pool_hdr {
 /* The arena header, in the arena's slot 0. */
 struct pool_arena {
 	uintptr_t base;
-	uint32_t *words;                /* POOL_SLOTS * POOL_MAX_BLOCKS entries */
+	uint8_t shift;                  /* log2 of its pool size */
+	bool medium;                    /* medium classes, else fine ones */
+	unsigned slots;                 /* POOL_SLOTS or POOL_MEDIUM_SLOTS */
+	uint32_t *words;                /* slots * most blocks a pool, entries */
 	struct pool_info *info;         /* same, in the same mapping */
+	size_t meta_bytes;              /* the metadata mapping's size */
 	unsigned nfree;                 /* slots not carved for a class */
 	unsigned next_slot;             /* first never-carved slot */
 	struct pool_hdr *free_pools;    /* EMPTY pools, linked by next */
@@ -151,21 +165,29 @@ struct pool_heap {
 };
 
 /* Byte offset in a pool -> block index, without a division: exact for
- * offsets < 16 KiB (checked exhaustively by the unit tests). */
+ * offsets below the class's pool size (checked exhaustively by the unit
+ * tests; (off / 16) * (block size / 16) < 2^24 is what makes it exact). */
+#define POOL_RECIP_SHIFT 24
 extern const uint32_t pool_class_recip[POOL_NUM_CLASSES];
 static inline uint32_t pool_block_index(uintptr_t off, unsigned cls)
 {
-	return (uint32_t)(((off >> 4) * pool_class_recip[cls]) >> 16);
+	return (uint32_t)(((off >> 4) * pool_class_recip[cls]) >> POOL_RECIP_SHIFT);
 }
 
-static inline uint32_t *pool_word_of(struct pool_arena *ar, unsigned slot, uint32_t idx)
+static inline uint32_t *pool_word_of(const struct pool_hdr *p, uint32_t idx)
 {
-	return &ar->words[(size_t)slot * POOL_MAX_BLOCKS + idx];
+	return &p->words[idx];
 }
 
-static inline struct pool_info *pool_info_of(struct pool_arena *ar, unsigned slot, uint32_t idx)
+static inline struct pool_info *pool_info_of(const struct pool_hdr *p, uint32_t idx)
 {
-	return &ar->info[(size_t)slot * POOL_MAX_BLOCKS + idx];
+	return &p->info[idx];
+}
+
+/* The arena of a pool, from its address. */
+static inline struct pool_arena *pool_arena_at(const struct pool_hdr *p)
+{
+	return (struct pool_arena *)(p->base & ~(uintptr_t)(POOL_ARENA_SIZE - 1));
 }
 
 /* The bytes of metadata per block (for the statistics). */

@@ -16,7 +16,7 @@ size_t pool_count_live(struct pool_arena *ar, struct pool_hdr *p, size_t *req_by
 	size_t live = 0, req = 0;
 	uint32_t bump = __atomic_load_n(&p->bump, __ATOMIC_RELAXED);
 	for (uint32_t i = 0; i < bump; i++) {
-		uint32_t w = __atomic_load_n(pool_word_of(ar, p->slot, i), __ATOMIC_RELAXED);
+		uint32_t w = __atomic_load_n(pool_word_of(p, i), __ATOMIC_RELAXED);
 		if (w & POOL_W_LIVE) {
 			live++;
 			req += w & POOL_W_SIZE;
@@ -34,14 +34,15 @@ void pool_get_stats(struct pool_stats *out)
 	pool_arena_lock();
 	pool_arena_counters(out);
 	for (struct pool_arena *ar = pool_arena_first(); ar; ar = ar->all_next) {
-		out->bytes_pool_headers += POOL_POOL_SIZE;
-		out->bytes_unused_arena += (size_t)(POOL_SLOTS - ar->next_slot) * POOL_POOL_SIZE;
+		size_t psize = (size_t)1 << ar->shift;
+		out->bytes_pool_headers += psize;
+		out->bytes_unused_arena += (size_t)(ar->slots - ar->next_slot) * psize;
 		for (unsigned s = 1; s < ar->next_slot; s++) {
 			struct pool_hdr *p = &ar->pools[s];
 			uint8_t st = __atomic_load_n(&p->state, __ATOMIC_ACQUIRE);
 			if (st == POOL_STATE_EMPTY) {
 				out->pools_empty++;
-				out->bytes_empty_pools += POOL_POOL_SIZE;
+				out->bytes_empty_pools += psize;
 				continue;
 			}
 			struct pool_class_stats *cs = &out->classes[p->cls];
@@ -54,7 +55,7 @@ void pool_get_stats(struct pool_stats *out)
 			out->bytes_pool_headers += (size_t)p->capacity * POOL_META_PER_BLOCK;
 			if (live == 0) {
 				out->pools_empty++;
-				out->bytes_empty_pools += POOL_POOL_SIZE;
+				out->bytes_empty_pools += psize;
 			}
 		}
 	}
@@ -122,7 +123,11 @@ void pool_stats_print(int fd)
 	struct pool_stats st;
 	pool_get_stats(&st);
 	struct outbuf o = { .fd = fd };
-	out_str(&o, "Small block threshold = 512, in 32 size classes.\n\n");
+	out_str(&o, "Small block threshold = ");
+	out_num(&o, POOL_SMALL_MAX, 0);
+	out_str(&o, ", in ");
+	out_num(&o, POOL_NUM_CLASSES, 0);
+	out_str(&o, " size classes.\n\n");
 	out_str(&o, "class   size   num pools   blocks in use  avail blocks\n");
 	out_str(&o, "-----   ----   ---------   -------------  ------------\n");
 	for (unsigned c = 0; c < POOL_NUM_CLASSES; c++) {

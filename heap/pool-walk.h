@@ -33,7 +33,8 @@ struct pool_walk_info {
  * at base + k * block_size; words[k] and info[k] are its metadata. */
 struct pool_walk_pool {
 	const void *key;      /* the pool's key, as pool_where.pool */
-	uintptr_t base;       /* its first byte: POOL_POOL_SIZE aligned */
+	uintptr_t base;       /* its first byte: pool_size aligned */
+	uint32_t pool_size;   /* POOL_POOL_SIZE, or POOL_MEDIUM_POOL_SIZE */
 	uint32_t block_size;  /* its size class's block size */
 	uint32_t nblocks;     /* blocks carved so far */
 	const uint32_t *words;

@@ -9,36 +9,46 @@
  *
  *     program:  malloc  free  calloc  realloc  memalign ...   (the tracer's hooks)
  *                  |                                  |
- *     pool.c:   small (0..512 B, align <= 16)      large (> 512 B or align > 16)
+ *     pool.c:   small (0..4096 B, align <= 16)     large (> 4096 B or align > 16)
  *               per-thread heap -> pool -> block    pool-large.c: __libc_malloc &
  *                  |                                co., tracked in a striped hash
- *     pool-arena.c: pools of 16 KiB carved from arenas of 1 MiB (lock, rare)
- *                  |
+ *     pool-arena.c: pools of 16 KiB (fine classes) or 64 KiB (medium) carved
+ *                  |  from arenas of 1 MiB of that kind (lock, rare)
  *     OS:       mmap / munmap
  *
- * SIZE CLASSES (32, 16 bytes apart; malloc(0) is served from class 0)
+ * SIZE CLASSES (56; malloc(0) is served from class 0)
  *
  *     request      class  block   blocks/pool   tail waste
- *       1..16        0      16       1024            0
- *      17..32        1      32        512            0
+ *       1..16        0      16       1024            0     fine: 16 KiB pools,
+ *      17..32        1      32        512            0     16 bytes apart
  *      33..48        2      48        341           16
  *        ...        ...    ...        ...          ...
  *     497..512      31     512         32            0
+ *     513..576      32     576        113          448     medium: 64 KiB pools,
+ *     577..640      33     640        102          256     8 classes an octave
+ *        ...        ...    ...        ...          ...     (64, 128, 256 apart)
+ *     961..1024     39    1024         64            0
+ *    1025..1152     40    1152         56          1024
+ *        ...        ...    ...        ...          ...
+ *    3841..4096     55    4096         16            0
+ *
+ *     A medium block wastes at most 1/9 of itself to rounding (576 for a
+ *     request of 513), a pool at most 2304 bytes (3.5%) after its last block.
  *
  * ARENA LAYOUT
  *
  *     arena (1 MiB, 1 MiB aligned: arena = addr & ~(1 MiB - 1))
  *     +--------------+---------+---------+-----+---------+
- *     | slot 0:      | pool 1  | pool 2  | ... | pool 63 |   16 KiB each
- *     | pool_arena + |         |         |     |         |
- *     | pool_hdr[64] |         |         |     |         |
+ *     | slot 0:      | pool 1  | pool 2  | ... | pool 63 |   16 KiB each (fine)
+ *     | pool_arena + |         |         |     |         |   or 1..15 of 64 KiB
+ *     | pool_hdr[64] |         |         |     |         |   (medium)
  *     +--------------+---------+---------+-----+---------+
  *     metadata mapping, outside the user's bytes, per block: a 4-byte word
  *     (requested size, LIVE flag, which stacks are recorded) in a dense
  *     array, the only metadata malloc and free touch, and 16 bytes of info
  *     (allocation stack, freeing stack, sequence number) in another.
  *
- *     addr -> arena (radix table, addr >> 20) -> slot = (addr >> 14) & 63
+ *     addr -> arena (radix table, addr >> 20) -> slot = offset >> arena's shift
  *          -> block index = offset / block size (a multiply) -> metadata.
  *
  * POOL STATES AND TRANSITIONS
@@ -94,13 +104,21 @@
 
 #include "pool-private.h"
 
-#define R(c) (65536u / ((c) + 1u) + 1u)
+/* 2^24 / (block size / 16), rounded up: see pool_block_index(). */
+#define R(bs) ((1u << POOL_RECIP_SHIFT) / ((bs) / 16u) + 1u)
+#define F(c) R(((c) + 1u) * 16u)
+#define M(k, e) R((9u + (k)) << (e))
 const uint32_t pool_class_recip[POOL_NUM_CLASSES] = {
-	R(0), R(1), R(2), R(3), R(4), R(5), R(6), R(7), R(8), R(9), R(10),
-	R(11), R(12), R(13), R(14), R(15), R(16), R(17), R(18), R(19), R(20),
-	R(21), R(22), R(23), R(24), R(25), R(26), R(27), R(28), R(29), R(30),
-	R(31),
+	F(0), F(1), F(2), F(3), F(4), F(5), F(6), F(7), F(8), F(9), F(10),
+	F(11), F(12), F(13), F(14), F(15), F(16), F(17), F(18), F(19), F(20),
+	F(21), F(22), F(23), F(24), F(25), F(26), F(27), F(28), F(29), F(30),
+	F(31),
+	M(0, 6), M(1, 6), M(2, 6), M(3, 6), M(4, 6), M(5, 6), M(6, 6), M(7, 6),
+	M(0, 7), M(1, 7), M(2, 7), M(3, 7), M(4, 7), M(5, 7), M(6, 7), M(7, 7),
+	M(0, 8), M(1, 8), M(2, 8), M(3, 8), M(4, 8), M(5, 8), M(6, 8), M(7, 8),
 };
+#undef M
+#undef F
 #undef R
 
 void pool_assert_fail(const char *expr, const char *file, int line)
@@ -248,15 +266,14 @@ static void collect(struct pool_hdr *p)
  * free blocks below the bump, and used + |free| + unbumped == capacity. */
 static __attribute__((unused)) bool pool_valid(const struct pool_hdr *p)
 {
-	struct pool_arena *ar = (struct pool_arena *)(p->base & ~(uintptr_t)(POOL_ARENA_SIZE - 1));
-	size_t bsize = pool_class_size(p->cls), nfree = 0;
+	size_t bsize = p->bsize, nfree = 0;
 	if (p->bump > p->capacity || p->used > p->bump)
 		return false;
 	for (void *b = p->free; b; b = *(void **)b) {
 		uintptr_t off = (uintptr_t)b - p->base;
 		if (off >= (uintptr_t)p->bump * bsize || off % bsize)
 			return false;
-		uint32_t w = __atomic_load_n(pool_word_of(ar, p->slot, (uint32_t)(off / bsize)),
+		uint32_t w = __atomic_load_n(pool_word_of(p, (uint32_t)(off / bsize)),
 					     __ATOMIC_RELAXED);
 		if ((w & POOL_W_LIVE) || ++nfree > p->capacity)
 			return false;
@@ -359,25 +376,23 @@ static struct pool_hdr *find_pool(struct pool_heap *h, unsigned c)
 static inline void *take_block(struct pool_hdr *p, size_t size)
 {
 	void *b = p->free;
-	size_t bsize = pool_class_size(p->cls);
 	uint32_t idx;
 	if (POOL_LIKELY(b)) {
 		p->free = *(void **)b;
 		idx = pool_block_index((uintptr_t)b - p->base, p->cls);
 	} else {
 		idx = p->bump++;
-		b = (void *)(p->base + (uintptr_t)idx * bsize);
+		b = (void *)(p->base + (uintptr_t)idx * p->bsize);
 	}
 	p->used++;
-	struct pool_arena *ar = (struct pool_arena *)(p->base & ~(uintptr_t)(POOL_ARENA_SIZE - 1));
-	uint32_t *w = pool_word_of(ar, p->slot, idx);
+	uint32_t *w = pool_word_of(p, idx);
 	pool_assert_internal(!(*w & POOL_W_LIVE));
 	/* Live, with nothing recorded: the info of the block's previous
 	 * life is ignored from now on. */
 	__atomic_store_n(w, (uint32_t)size | POOL_W_LIVE, __ATOMIC_RELAXED);
 	tl_last.start_inv = ~(uintptr_t)b;
 	tl_last.w = w;
-	tl_last.info = pool_info_of(ar, p->slot, idx);
+	tl_last.info = pool_info_of(p, idx);
 	return b;
 }
 
@@ -420,7 +435,7 @@ struct small_ref {
 static inline __attribute__((always_inline)) bool
 small_resolve(struct pool_arena *ar, uintptr_t addr, struct small_ref *r)
 {
-	unsigned slot = (unsigned)((addr - ar->base) / POOL_POOL_SIZE);
+	unsigned slot = (unsigned)((addr - ar->base) >> ar->shift);
 	if (slot == 0)
 		return false;
 	struct pool_hdr *p = &ar->pools[slot];
@@ -436,9 +451,9 @@ small_resolve(struct pool_arena *ar, uintptr_t addr, struct small_ref *r)
 		return false;
 	r->ar = ar;
 	r->p = p;
-	r->w = pool_word_of(ar, slot, idx);
+	r->w = pool_word_of(p, idx);
 	r->idx = idx;
-	r->start = p->base + (uintptr_t)idx * pool_class_size(cls);
+	r->start = p->base + (uintptr_t)idx * p->bsize;
 	r->state = st;
 	return true;
 }
@@ -539,7 +554,7 @@ small_free(struct pool_arena *ar, uintptr_t addr, uint32_t freer, size_t *size, 
 		/* In memprof's arena but no block there: the header slot or a
 		 * never-carved pool is foreign to the program, a pool's tail
 		 * is a bad pointer into a pool. */
-		unsigned slot = (unsigned)((addr - ar->base) / POOL_POOL_SIZE);
+		unsigned slot = (unsigned)((addr - ar->base) >> ar->shift);
 		uint8_t st = __atomic_load_n(&ar->pools[slot].state, __ATOMIC_ACQUIRE);
 		return slot == 0 || st == POOL_STATE_UNCARVED ? POOL_FREE_FOREIGN : POOL_FREE_INVALID;
 	}
@@ -559,9 +574,9 @@ small_free(struct pool_arena *ar, uintptr_t addr, uint32_t freer, size_t *size, 
 		if (POOL_UNLIKELY(!(w & POOL_W_LIVE)))
 			return POOL_FREE_DOUBLE;
 		if (freer)
-			pool_info_of(ar, p->slot, r.idx)->free_stack_id = freer;
+			pool_info_of(p, r.idx)->free_stack_id = freer;
 		if (seq)
-			*seq = w & POOL_W_OWNER ? pool_info_of(ar, p->slot, r.idx)->seq : 0;
+			*seq = w & POOL_W_OWNER ? pool_info_of(p, r.idx)->seq : 0;
 		*size = w & POOL_W_SIZE;
 		/* The flags stay: a double free can still name the stacks. */
 		__atomic_store_n(r.w, (w & ~POOL_W_LIVE) | set, __ATOMIC_RELEASE);
@@ -574,9 +589,9 @@ small_free(struct pool_arena *ar, uintptr_t addr, uint32_t freer, size_t *size, 
 	if (!(w & POOL_W_LIVE))
 		return POOL_FREE_DOUBLE;
 	if (freer)
-		pool_info_of(ar, p->slot, r.idx)->free_stack_id = freer;
+		pool_info_of(p, r.idx)->free_stack_id = freer;
 	if (seq)
-		*seq = w & POOL_W_OWNER ? pool_info_of(ar, p->slot, r.idx)->seq : 0;
+		*seq = w & POOL_W_OWNER ? pool_info_of(p, r.idx)->seq : 0;
 	do {
 		if (!(w & POOL_W_LIVE))
 			return POOL_FREE_DOUBLE;
@@ -796,7 +811,7 @@ size_t pool_usable_size(const void *ptr)
 	struct small_ref r;
 	if (small_live(ar, addr, &r) != POOL_FREE_OK)
 		return 0;
-	return pool_class_size(r.p->cls);
+	return r.p->bsize;
 }
 
 /* ---- metadata and lookup ----------------------------------------------------- */
@@ -824,7 +839,7 @@ void pool_block_set_owner(void *ptr, uint32_t stack_id, uint64_t seq)
 	}
 	struct small_ref r;
 	if (small_live(ar, addr, &r) == POOL_FREE_OK) {
-		struct pool_info *info = pool_info_of(ar, r.p->slot, r.idx);
+		struct pool_info *info = pool_info_of(r.p, r.idx);
 		info->stack_id = stack_id;
 		info->seq = seq;
 		/* no other thread changes the word of a block being handed
@@ -845,7 +860,7 @@ void pool_block_set_freer(void *ptr, uint32_t stack_id)
 	}
 	struct small_ref r;
 	if (small_live(ar, addr, &r) == POOL_FREE_OK) {
-		pool_info_of(ar, r.p->slot, r.idx)->free_stack_id = stack_id;
+		pool_info_of(r.p, r.idx)->free_stack_id = stack_id;
 		__atomic_fetch_or(r.w, POOL_W_FREER, __ATOMIC_RELEASE);
 	}
 }
@@ -854,10 +869,10 @@ void pool_block_set_freer(void *ptr, uint32_t stack_id)
  * an emptied pool). */
 static void fill_small(const struct small_ref *r, uint32_t w, struct pool_block *out)
 {
-	const struct pool_info *info = pool_info_of(r->ar, r->p->slot, r->idx);
+	const struct pool_info *info = pool_info_of(r->p, r->idx);
 	out->start = (void *)r->start;
 	out->size = w & POOL_W_SIZE;
-	out->usable = pool_class_size(r->p->cls);
+	out->usable = r->p->bsize;
 	out->seq = w & POOL_W_OWNER ? info->seq : 0;
 	out->stack_id = w & POOL_W_OWNER ? info->stack_id : 0;
 	out->free_stack_id = w & POOL_W_FREER ? info->free_stack_id : 0;
@@ -921,7 +936,7 @@ bool pool_lookup_where(const void *addr, struct pool_where *out)
 		return false;
 	out->start = r.start;
 	out->size = size;
-	out->usable = pool_class_size(r.p->cls);
+	out->usable = r.p->bsize;
 	out->pool = r.p;
 	out->idx = r.idx;
 	return true;
@@ -937,7 +952,7 @@ size_t pool_foreach_live(void (*fn)(const struct pool_block *blk, void *arg), vo
 	size_t n = 0;
 	pool_arena_lock();
 	for (struct pool_arena *ar = pool_arena_first(); ar; ar = ar->all_next) {
-		for (unsigned s = 1; s < POOL_SLOTS; s++) {
+		for (unsigned s = 1; s < ar->slots; s++) {
 			struct pool_hdr *p = &ar->pools[s];
 			uint8_t st = __atomic_load_n(&p->state, __ATOMIC_ACQUIRE);
 			if (st == POOL_STATE_UNCARVED || st == POOL_STATE_EMPTY)
@@ -945,8 +960,8 @@ size_t pool_foreach_live(void (*fn)(const struct pool_block *blk, void *arg), vo
 			uint32_t bump = __atomic_load_n(&p->bump, __ATOMIC_RELAXED);
 			for (uint32_t i = 0; i < bump; i++) {
 				struct small_ref r = {
-					.ar = ar, .p = p, .w = pool_word_of(ar, s, i), .idx = i,
-					.start = p->base + (uintptr_t)i * pool_class_size(p->cls),
+					.ar = ar, .p = p, .w = pool_word_of(p, i), .idx = i,
+					.start = p->base + (uintptr_t)i * p->bsize,
 					.state = st,
 				};
 				uint32_t w = __atomic_load_n(r.w, __ATOMIC_ACQUIRE);

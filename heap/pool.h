@@ -1,13 +1,17 @@
 /*
  * pool.h: memprof's pool allocator, the private heap traced programs run on.
  *
- * Small requests (1..512 bytes) are served from 32 size classes 16 bytes
- * apart, carved from 16 KiB pools inside 1 MiB arenas (pymalloc's design);
- * larger requests and alignments over 16 go to the raw allocator (the C
- * library's own, through __libc_malloc and friends), tracked so that every
- * live block can be found.  Every block carries metadata outside the user's
- * bytes (requested size, allocation stack id, sequence number), and any
- * address, interior or not, maps to its block in O(1).
+ * Small requests (1..4096 bytes) are served from 56 size classes carved
+ * from pools inside 1 MiB arenas (pymalloc's design): 32 classes 16 bytes
+ * apart up to 512 bytes, in 16 KiB pools, then 24 medium classes eight per
+ * doubling (576, 640, ... 1024, 1152, ... 2048, 2304, ... 4096: a block
+ * wastes at most 1/9 of itself to rounding), in 64 KiB pools of arenas of
+ * their own; larger requests and alignments over 16 go to the raw
+ * allocator (the C library's own, through __libc_malloc and friends),
+ * tracked so that every live block can be found.  Every block carries
+ * metadata outside the user's bytes (requested size, allocation stack id,
+ * sequence number), and any address, interior or not, maps to its block in
+ * O(1).
  *
  * The functions follow glibc's semantics for the malloc family exactly,
  * errno included.  They are thread safe, with no global lock on the common
@@ -26,21 +30,39 @@
 #include <stdint.h>
 
 #define POOL_ALIGNMENT 16u
-#define POOL_SMALL_MAX 512u
-#define POOL_NUM_CLASSES 32u
+/* The largest request served from pools: above it, the raw allocator. */
+#define POOL_SMALL_MAX 4096u
+#define POOL_NUM_CLASSES 56u
+/* The fine classes, 16 bytes apart: requests 1..512, classes 0..31. */
+#define POOL_FINE_MAX 512u
+#define POOL_FINE_CLASSES 32u
+/* Pools of the fine classes; also the granule of the arena map (an arena
+ * is POOL_ARENA_SIZE / POOL_POOL_SIZE granules, whatever its pools). */
 #define POOL_POOL_SIZE (16u * 1024u)
+/* Pools of the medium classes (513..4096), in arenas that hold only them:
+ * 16 KiB would hold four blocks of 4 KiB and waste up to a fifth of the
+ * pool after the last block of some classes. */
+#define POOL_MEDIUM_POOL_SIZE (64u * 1024u)
 #define POOL_ARENA_SIZE (1024u * 1024u)
 
-/* Size class of a small request (1..512; 0 is served as 1), 0..31. */
+/* Size class of a small request (1..4096; 0 is served as 1), 0..55.
+ * Medium requests: s = size - 1 has its top bit e (9..11); the three bits
+ * under it pick one of eight classes (1/8 of 2^e apart) in the octave. */
 static inline unsigned pool_size_class(size_t size)
 {
-	return size == 0 ? 0 : (unsigned)((size - 1) >> 4);
+	if (size <= POOL_FINE_MAX)
+		return size == 0 ? 0 : (unsigned)((size - 1) >> 4);
+	unsigned e = 63u - (unsigned)__builtin_clzll((unsigned long long)(size - 1));
+	return POOL_FINE_CLASSES + (e - 9u) * 8u + (unsigned)((size - 1) >> (e - 3u)) - 8u;
 }
 
-/* Block size of a size class, 16..512. */
+/* Block size of a size class: 16..512 by 16, then 576..4096. */
 static inline size_t pool_class_size(unsigned cls)
 {
-	return ((size_t)cls + 1) << 4;
+	if (cls < POOL_FINE_CLASSES)
+		return ((size_t)cls + 1) << 4;
+	unsigned m = cls - POOL_FINE_CLASSES;
+	return (size_t)(9u + m % 8u) << (6u + m / 8u);
 }
 
 /* ---- the malloc family (glibc semantics) ------------------------------ */
@@ -123,7 +145,7 @@ bool pool_lookup(const void *addr, struct pool_block *out);
 
 /* For the leak scan, which asks this for every word that may be a pointer:
  * like pool_lookup, without the owner metadata, and saying where the block
- * lies.  pool is an opaque key of the block's 16 KiB pool (NULL for a large
+ * lies.  pool is an opaque key of the block's pool (NULL for a large
  * block) and idx its index there: while blocks do not change, two blocks of
  * the same pool have the same key, and their idx grow with their address. */
 struct pool_where {

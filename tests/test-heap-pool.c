@@ -61,18 +61,47 @@ Test(pool_classes, every_size_maps_to_the_smallest_class_that_holds_it)
 		unsigned c = pool_size_class(size);
 		cr_assert_lt(c, POOL_NUM_CLASSES);
 		cr_assert_geq(pool_class_size(c), size);
-		cr_assert_lt(pool_class_size(c) - size, 16, "size %zu class %u", size, c);
+		cr_assert_eq(pool_class_size(c) % POOL_ALIGNMENT, 0);
+		/* the smallest: the class below does not hold it */
+		cr_assert(c == 0 || pool_class_size(c - 1) < size, "size %zu class %u", size, c);
+		if (size <= POOL_FINE_MAX)
+			cr_assert_lt(pool_class_size(c) - size, 16, "size %zu class %u", size, c);
+		else /* rounding wastes at most 1/9 of a medium block */
+			cr_assert_leq((pool_class_size(c) - size) * 9, pool_class_size(c),
+				      "size %zu class %u", size, c);
 	}
 	cr_assert_eq(pool_size_class(0), 0);
+	cr_assert_eq(pool_size_class(POOL_FINE_MAX), POOL_FINE_CLASSES - 1);
+	cr_assert_eq(pool_size_class(POOL_FINE_MAX + 1), POOL_FINE_CLASSES);
+	cr_assert_eq(pool_class_size(POOL_FINE_CLASSES - 1), POOL_FINE_MAX);
 	cr_assert_eq(pool_class_size(POOL_NUM_CLASSES - 1), POOL_SMALL_MAX);
+	for (unsigned c = 0; c < POOL_NUM_CLASSES; c++)
+		cr_assert_eq(pool_size_class(pool_class_size(c)), c, "class %u", c);
+}
+
+/* The pool size of a class, as pool-arena.c carves it. */
+static size_t class_pool_size(unsigned c)
+{
+	return c < POOL_FINE_CLASSES ? POOL_POOL_SIZE : POOL_MEDIUM_POOL_SIZE;
 }
 
 Test(pool_classes, block_index_without_division_is_exact)
 {
 	for (unsigned c = 0; c < POOL_NUM_CLASSES; c++)
-		for (uintptr_t off = 0; off < POOL_POOL_SIZE; off++)
+		for (uintptr_t off = 0; off < class_pool_size(c); off++)
 			cr_assert_eq(pool_block_index(off, c), off / pool_class_size(c),
 				     "class %u offset %zu", c, (size_t)off);
+}
+
+Test(pool_classes, pools_waste_little_after_their_last_block)
+{
+	for (unsigned c = 0; c < POOL_NUM_CLASSES; c++) {
+		size_t ps = class_pool_size(c), bs = pool_class_size(c);
+		size_t most = c < POOL_FINE_CLASSES ? POOL_MAX_BLOCKS : POOL_MEDIUM_MAX_BLOCKS;
+		cr_assert_leq(ps / bs, most, "class %u", c);
+		if (c >= POOL_FINE_CLASSES)
+			cr_assert_leq((ps % bs) * 25, ps, "class %u", c); /* 4% */
+	}
 }
 
 Test(pool_classes, blocks_are_16_aligned_with_the_class_usable_size)

@@ -22,7 +22,7 @@ Test(pool_stats, count_blocks_bytes_and_quantization_per_class)
 	for (size_t i = 0; i < N; i++)
 		small[i] = pool_malloc(100); /* class 6, 112 bytes */
 	for (size_t i = 0; i < 10; i++)
-		large[i] = pool_malloc(1000 + i);
+		large[i] = pool_malloc(POOL_SMALL_MAX + 1000 + i);
 	pool_get_stats(&after);
 	const struct pool_class_stats *b = &before.classes[6], *a = &after.classes[6];
 	cr_assert_eq(a->block_size, 112);
@@ -32,7 +32,7 @@ Test(pool_stats, count_blocks_bytes_and_quantization_per_class)
 	cr_assert_eq(after.bytes_in_small_blocks - before.bytes_in_small_blocks, N * 100);
 	cr_assert_eq(after.bytes_quantization - before.bytes_quantization, N * 12);
 	cr_assert_eq(after.large_blocks - before.large_blocks, 10);
-	cr_assert_eq(after.large_bytes - before.large_bytes, 10 * 1000 + 45);
+	cr_assert_eq(after.large_bytes - before.large_bytes, 10 * (POOL_SMALL_MAX + 1000) + 45);
 	cr_assert_geq(after.arenas_current, 1);
 	cr_assert_geq(after.arenas_highwater, after.arenas_current);
 	for (size_t i = 0; i < N; i++)

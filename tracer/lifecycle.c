@@ -1038,7 +1038,7 @@ __attribute__((constructor)) static void tracer_ctor(void)
 	 * retrying in a new arena, which reserves 64 MiB of address space: under
 	 * RLIMIT_AS that reservation alone made later small allocations fail
 	 * where the program alone would not.  One arena for the raw allocator
-	 * (only blocks over 512 bytes reach it) keeps glibc's single-threaded
+	 * (only blocks over 4096 bytes reach it) keeps glibc's single-threaded
 	 * behaviour. */
 	mallopt(M_ARENA_MAX, 1);
 	pthread_atfork(fork_prepare, fork_parent, fork_child);

@@ -667,13 +667,16 @@ enum { ST_UNREACHED = 0, ST_INDIRECT = 1, ST_POSSIBLE = 2, ST_REACHABLE = 3 };
  * are the indices first_idx .. first_idx + count - 1 of the pool, numbered
  * first_i onwards; otherwise a free slot lies between two live blocks and
  * the hash gives their numbers.  block_size 0: no live block there (the
- * arena's header slot, a pool never carved or emptied). */
+ * arena's header slot, a pool never carved or emptied).  The table has an
+ * entry a POOL_POOL_SIZE granule: a medium pool (POOL_MEDIUM_POOL_SIZE)
+ * fills the entries of all its granules, sub saying which one each is. */
 struct scan_pool {
 	uint32_t first_i;
 	uint16_t first_idx;
 	uint16_t count;
 	uint32_t block_size;
-	uint32_t dense;
+	uint16_t dense;
+	uint16_t sub;
 };
 
 /* Its owner records, for the report only (apart from the hot table). */
@@ -684,6 +687,12 @@ struct scan_pool_meta {
 
 #define ARENA_SLOTS (POOL_ARENA_SIZE / POOL_POOL_SIZE)
 #define SIZE_BIG UINT32_MAX /* a size that does not fit: ask the pool */
+
+/* The first byte of the pool of entry p, which holds address a. */
+static inline uintptr_t pool_base_of(const struct scan_pool *p, uintptr_t a)
+{
+	return (a & ~(uintptr_t)(POOL_POOL_SIZE - 1)) - (uintptr_t)p->sub * POOL_POOL_SIZE;
+}
 
 struct ctx {
 	const struct scan_options *opts;
@@ -801,7 +810,7 @@ static long find_index(const struct ctx *c, uintptr_t w)
 		uint32_t bs = p->block_size;
 		if (bs == 0)
 			return -1;
-		uintptr_t base = w & ~(uintptr_t)(POOL_POOL_SIZE - 1);
+		uintptr_t base = pool_base_of(p, w);
 		uint32_t idx = (uint32_t)(w - base) / bs;
 		s = base + (uintptr_t)idx * bs;
 		if (p->dense) {
@@ -948,14 +957,17 @@ static void fill_pool(const struct pool_walk_pool *p, void *arg)
 	}
 	flush_large(f, p->base);
 	size_t r = (f->arena - 1) * ARENA_SLOTS + ((p->base >> 14) & (ARENA_SLOTS - 1));
-	c->pools[r] = (struct scan_pool){
-		.first_i = (uint32_t)f->i,
-		.first_idx = (uint16_t)first,
-		.count = (uint16_t)live,
-		.block_size = p->block_size,
-		.dense = dense,
-	};
-	c->meta[r] = (struct scan_pool_meta){p->words, p->info};
+	for (uint32_t g = 0; g < p->pool_size / POOL_POOL_SIZE && g < ARENA_SLOTS; g++) {
+		c->pools[r + g] = (struct scan_pool){
+			.first_i = (uint32_t)f->i,
+			.first_idx = (uint16_t)first,
+			.count = (uint16_t)live,
+			.block_size = p->block_size,
+			.dense = dense,
+			.sub = (uint16_t)g,
+		};
+		c->meta[r + g] = (struct scan_pool_meta){p->words, p->info};
+	}
 	for (uint32_t k = first; k <= last; k++) {
 		uint32_t w = __atomic_load_n(&p->words[k], __ATOMIC_RELAXED);
 		if (w & POOL_WALK_LIVE)
@@ -1533,7 +1545,7 @@ static bool block_owner(const struct ctx *c, size_t i, struct pool_block *b)
 	const struct scan_pool *p = pool_of(c, s, &r);
 	if (!p || !p->block_size)
 		return pool_lookup((const void *)s, b);
-	size_t idx = (s & (POOL_POOL_SIZE - 1)) / p->block_size;
+	size_t idx = (s - pool_base_of(p, s)) / p->block_size;
 	uint32_t w = __atomic_load_n(&c->meta[r].words[idx], __ATOMIC_ACQUIRE);
 	if (!(w & POOL_WALK_LIVE))
 		return false;
