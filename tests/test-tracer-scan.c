@@ -194,6 +194,35 @@ Test(scan_cases, large_blocks_are_classified_and_not_roots)
 	cr_expect_eq(st_indirect_of(3, 4), 2);
 }
 
+/* Blocks of the medium classes (here 3072 bytes) lie in 64 KiB pools, and
+ * some cross the 16 KiB granules of the scan's pool table: their starts,
+ * interiors and ends must still map to them. */
+Test(scan_cases, medium_blocks_across_granules_are_classified)
+{
+	st_reset();
+	for (int i = 0; i < 20; i++)
+		st_alloc(i, 3000);
+	st_root_set(0, 0, 0);    /* reachable */
+	st_link(0, 8, 5, 0);     /* reachable through a block */
+	st_link(7, 2992, 8, 0);  /* 7 lost, 8 indirect (pointer in 7's last word) */
+	st_root_set(1, 10, 2999); /* an interior pointer to the last byte: possible */
+	st_link(5, 1200, 16, 2048);
+	st_scan();
+	cr_expect_eq(st_kind(0), CAPTURE_LEAK_REACHABLE);
+	cr_expect_eq(st_kind(5), CAPTURE_LEAK_REACHABLE);
+	cr_expect_eq(st_kind(7), CAPTURE_LEAK_DEFINITE);
+	cr_expect_eq(st_kind(8), CAPTURE_LEAK_INDIRECT);
+	cr_expect_eq(st_kind(10), CAPTURE_LEAK_POSSIBLE);
+	cr_expect_eq(st_kind(16), CAPTURE_LEAK_POSSIBLE);
+	cr_expect(st_has_edge(7, 2992, 8));
+	size_t definite = 0;
+	for (int i = 0; i < 20; i++)
+		definite += st_kind(i) == CAPTURE_LEAK_DEFINITE;
+	cr_expect_eq(definite, 20 - 5, "all but 0, 5, 8, 10 and 16");
+	cr_expect_eq(st_summary.kinds[CAPTURE_LEAK_DEFINITE].blocks, 15);
+	cr_expect_eq(st_summary.kinds[CAPTURE_LEAK_DEFINITE].bytes, 15 * 3000);
+}
+
 /* ---- lost structures --------------------------------------------------- */
 
 Test(scan_lost, lost_tree_has_a_definite_root_and_indirect_rest)
