@@ -267,6 +267,16 @@ def same_env(valgrind, env, cwd):
     return out
 
 
+# Programs whose stale words (tclsh hashes pointers) can hold a block's
+# start under one allocator's layout and not the other's: with memprof's
+# pools a word left in tclsh's memory equals the start of one 16 KiB block
+# that valgrind counts possibly lost, which makes it reachable (seen with
+# some environments only: the words depend on the layout).  For them,
+# definite and indirect are still compared exactly, and possible plus
+# reachable as one sum, in bytes and blocks.
+STALE_WORDS = {"tclsh"}
+
+
 def fixed_addresses():
     """valgrind places the program at the same addresses at every run; the
     runs alone and under memprof get no address randomization either, for
@@ -378,6 +388,12 @@ def main():
                   for k in KINDS}
             known = KNOWN_DIFFERENCES.get((name, i), {})
             what = " ".join(argv)
+            if name in STALE_WORDS:
+                # possible and reachable as one kind: see STALE_WORDS
+                for m in (mp, vg):
+                    m["possible"] = tuple(a + b for a, b in zip(m["possible"],
+                                                                m["reachable"]))
+                    m["reachable"] = (0, 0)
             for k in KINDS:
                 diff = (mp[k][0] - vg[k][0], mp[k][1] - vg[k][1])
                 want = known.get(k, (0, 0))
