@@ -339,11 +339,6 @@ int reports_cycles_find(const struct reports_capture *cap, struct reports_analys
 
 /* ---- the text and JSON reports ---------------------------------------------- */
 
-static void print_safe(FILE *out, const char *s)
-{
-	reports_put_clean(out, s, 0);
-}
-
 int reports_render_text_cycles(FILE *out, const struct reports_capture *cap,
 			       const struct reports_analysis *an,
 			       struct reports_symbolizer *sym)
@@ -362,11 +357,11 @@ int reports_render_text_cycles(FILE *out, const struct reports_capture *cap,
 			fprintf(out, "    0x%" PRIx64 ": %" PRIu64 " bytes, allocated by ", mb->address,
 				mb->size);
 			const struct reports_frame *f = reports_stack_alloc_site(sym, cap, mb->stack, &fr);
-			print_safe(out, f && f->function ? f->function : "???");
+			reports_put_clean(out, f && f->function ? f->function : "???", 0);
 			if (f && f->file) {
 				const char *base = strrchr(f->file, '/');
 				fputs(" (", out);
-				print_safe(out, base ? base + 1 : f->file);
+				reports_put_clean(out, base ? base + 1 : f->file, 0);
 				fprintf(out, ":%u)", f->line);
 			}
 			fputc('\n', out);

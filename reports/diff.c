@@ -284,11 +284,6 @@ void reports_diff_destroy(struct reports_diff *diff)
 
 /* ---- text ------------------------------------------------------------------- */
 
-static void put_clean(FILE *out, const char *s)
-{
-	reports_put_clean(out, s, 0);
-}
-
 static void put_change(FILE *out, uint64_t o, uint64_t n, const char *unit)
 {
 	if (n >= o)
@@ -301,17 +296,17 @@ static void put_run(FILE *out, const char *which, const struct reports_diff_run 
 {
 	const struct reports_capture *cap = r->cap;
 	fprintf(out, "  %s: ", which);
-	put_clean(out, r->path ? r->path : "?");
+	reports_put_clean(out, r->path ? r->path : "?", 0);
 	fputs(" (", out);
 	if (cap->argc > 0) {
 		for (size_t i = 0; i < cap->argc && i < 8; i++) {
 			fputs(i ? " " : "", out);
-			put_clean(out, cap->argv[i]);
+			reports_put_clean(out, cap->argv[i], 0);
 		}
 		if (cap->argc > 8)
 			fputs(" ...", out);
 	} else {
-		put_clean(out, cap->exe ? cap->exe : "unknown program");
+		reports_put_clean(out, cap->exe ? cap->exe : "unknown program", 0);
 	}
 	if (cap->has_process)
 		fprintf(out, ", pid %" PRIu64, cap->pid);
@@ -353,10 +348,10 @@ int reports_render_diff_text(FILE *out, const struct reports_diff *d, size_t top
 		const struct reports_diff_entry *e = &d->entries[i];
 		fprintf(out, "  #%zu: ", i + 1);
 		if (d->by == REPORTS_DIFF_BY_LINE) {
-			put_clean(out, e->key);
+			reports_put_clean(out, e->key, 0);
 			if (e->file && e->function) {
 				fputs(" (", out);
-				put_clean(out, e->function);
+				reports_put_clean(out, e->function, 0);
 				fputc(')', out);
 			}
 			fputs(": ", out);

@@ -71,26 +71,20 @@ static void print_bytes(FILE *out, uint64_t n)
 	fprintf(out, "%" PRIu64 " bytes (%.1f %s)", n, v, units[u]);
 }
 
-/* s comes from the capture or debug info */
-static void print_safe(FILE *out, const char *s)
-{
-	reports_put_clean(out, s, 0);
-}
-
 static void print_frame(struct text *t, const struct reports_frame *f, bool first,
 			const char *indent)
 {
 	fprintf(t->out, "%s%s 0x%" PRIx64 ": ", indent, first ? "at" : "by", f->address);
-	print_safe(t->out, f->function ? f->function : "???");
+	reports_put_clean(t->out, f->function ? f->function : "???", 0);
 	if (f->file) {
 		fputs(" (", t->out);
-		print_safe(t->out, base_name(f->file));
+		reports_put_clean(t->out, base_name(f->file), 0);
 		if (f->line)
 			fprintf(t->out, ":%u", f->line);
 		fputc(')', t->out);
 	} else if (f->module) {
 		fputs(" (in ", t->out);
-		print_safe(t->out, f->module);
+		reports_put_clean(t->out, f->module, 0);
 		if (!f->function)
 			fprintf(t->out, "+0x%" PRIx64, f->offset);
 		fputc(')', t->out);
@@ -130,14 +124,14 @@ static int print_stack(struct text *t, uint32_t stack, const char *indent)
 /* One frame on one line: "func (file.c:12)". */
 static void print_frame_short(struct text *t, const struct reports_frame *f)
 {
-	print_safe(t->out, f->function ? f->function : "???");
+	reports_put_clean(t->out, f->function ? f->function : "???", 0);
 	if (f->file) {
 		fputs(" (", t->out);
-		print_safe(t->out, base_name(f->file));
+		reports_put_clean(t->out, base_name(f->file), 0);
 		fprintf(t->out, ":%u)", f->line);
 	} else if (f->module) {
 		fputs(" (in ", t->out);
-		print_safe(t->out, base_name(f->module));
+		reports_put_clean(t->out, base_name(f->module), 0);
 		fputc(')', t->out);
 	}
 }
@@ -175,12 +169,12 @@ static void print_header(struct text *t)
 	if (cap->argc > 0) {
 		for (size_t i = 0; i < cap->argc && i < 8; i++) {
 			fputs(i ? " " : "", t->out);
-			print_safe(t->out, cap->argv[i]);
+			reports_put_clean(t->out, cap->argv[i], 0);
 		}
 		if (cap->argc > 8)
 			fputs(" ...", t->out);
 	} else {
-		print_safe(t->out, cap->exe ? cap->exe : "(unknown program)");
+		reports_put_clean(t->out, cap->exe ? cap->exe : "(unknown program)", 0);
 	}
 	if (cap->has_process)
 		fprintf(t->out, " (pid %" PRIu64 "%s)", cap->pid,
@@ -262,13 +256,13 @@ static void print_lineno(struct text *t)
 		const struct reports_lineno *l = &an->lineno[i];
 		fputs("  ", t->out);
 		if (l->file) {
-			print_safe(t->out, l->file);
+			reports_put_clean(t->out, l->file, 0);
 			fprintf(t->out, ":%u", l->line);
 		} else if (l->function) {
-			print_safe(t->out, l->function);
+			reports_put_clean(t->out, l->function, 0);
 			if (l->module) {
 				fputs(" (in ", t->out);
-				print_safe(t->out, base_name(l->module));
+				reports_put_clean(t->out, base_name(l->module), 0);
 				fputc(')', t->out);
 			}
 		} else {
@@ -440,7 +434,7 @@ static void print_notes(struct text *t)
 	for (size_t i = 0; i < cap->n_notes; i++) {
 		uint64_t lv = cap->notes[i].level < 3 ? cap->notes[i].level : 2;
 		fprintf(t->out, "  %s%s:%s ", lv ? warn : "", levels[lv], lv ? reset : "");
-		print_safe(t->out, cap->notes[i].text);
+		reports_put_clean(t->out, cap->notes[i].text, 0);
 		fputc('\n', t->out);
 	}
 }

@@ -53,21 +53,16 @@ static const char *base_name(const char *path)
 	return s ? s + 1 : path;
 }
 
-/* Writes s with ';' (the frame separator) and control characters (a
- * newline would end the line) replaced. */
-static void put_clean(FILE *out, const char *s)
-{
-	reports_put_clean(out, s, ';');
-}
-
+/* Names go out with ';' (the frame separator) as ':' and control
+ * characters (a newline would end the line) as '?'. */
 void reports_folded_frame_name(FILE *out, const struct reports_frame *f)
 {
 	if (f->function && f->function[0]) {
-		put_clean(out, f->function);
+		reports_put_clean(out, f->function, ';');
 		if (f->inlined)
 			fputs("_[i]", out);
 	} else if (f->module && f->module[0]) {
-		put_clean(out, base_name(f->module));
+		reports_put_clean(out, base_name(f->module), ';');
 		fprintf(out, "+0x%" PRIx64, f->offset);
 	} else {
 		fprintf(out, "0x%" PRIx64, f->address);

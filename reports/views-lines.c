@@ -382,11 +382,6 @@ static void put_source_line(FILE *out, const char *s)
 	}
 }
 
-static void put_clean(FILE *out, const char *s)
-{
-	reports_put_clean(out, s, 0);
-}
-
 /* Exact bytes up to 99999, then KiB, MiB... with one decimal. */
 static const char *fmt_bytes(char *buf, size_t size, uint64_t n)
 {
@@ -434,10 +429,10 @@ static void print_group(FILE *out, const struct group *g)
 {
 	char b[3][32];
 	fputs("Function: ", out);
-	put_clean(out, g->function ? g->function : "???");
+	reports_put_clean(out, g->function ? g->function : "???", 0);
 	if (g->file) {
 		fputs(" in ", out);
-		put_clean(out, g->file);
+		reports_put_clean(out, g->file, 0);
 		if (g->first)
 			fprintf(out, ", lines %u-%u", g->first, g->last);
 	}
