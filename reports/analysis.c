@@ -34,14 +34,16 @@
 #define NO_SLOT UINT32_MAX
 
 struct block {
+	/* what a probe of the replay's table reads, side by side: they share
+	 * a cache line far more often than the two ends of the block do */
 	uint64_t addr;
+	uint8_t used;  /* a slot of the replay's table in use */
+	uint8_t seen;  /* classify: already matched with a scan block */
+	uint16_t thread;
+	uint32_t site;
 	uint64_t size;
 	uint64_t index; /* of its ALLOC among the events */
-	uint32_t site;
 	uint32_t next; /* a newer live block at the same address, or NO_SLOT */
-	uint16_t thread;
-	uint8_t seen;  /* classify: already matched with a scan block */
-	uint8_t used;  /* a slot of the replay's table in use */
 };
 
 /* A site's counters during the pass, in one place (a program with deep
@@ -176,6 +178,12 @@ static size_t rp_region_find(const struct replay *rp, uint64_t key)
 static size_t rp_chunk_find(const struct replay *rp, const struct rp_region *r, uint64_t addr)
 {
 	size_t m = ((size_t)1 << r->lgcap) - 1, i = rp_home(addr, r->lgcap);
+	if (m + 1 == RP_GRANULES) {
+		/* the address's own slot: a probe on would walk the region's
+		 * run of neighbours for nothing */
+		const struct block *b = &rp->slots[r->base + i];
+		return b->used && b->addr == addr ? r->base + i : SIZE_MAX;
+	}
 	for (size_t n = 0; n <= m && rp->slots[r->base + i].used; n++, i = (i + 1) & m)
 		if (rp->slots[r->base + i].addr == addr)
 			return r->base + i;
@@ -453,7 +461,8 @@ static int replay_apply(struct replay *rp, const struct reports_event *ev, uint6
 {
 	if (ev->kind == REPORTS_EVENT_FREE)
 		return replay_remove(rp, ev, freed);
-	struct block b = { ev->addr, ev->size, index, site, NO_SLOT, ev->thread };
+	struct block b = { .addr = ev->addr, .thread = ev->thread, .site = site,
+			   .size = ev->size, .index = index, .next = NO_SLOT };
 	size_t d, i = rp_lookup(rp, ev, &d);
 	if (i != SIZE_MAX) {
 		/* a realloc in place: after the newest block at the address */

@@ -10,9 +10,13 @@
  * merge reaches its first event, so the heap holds the runs that overlap
  * in seq (about one per thread that was allocating at the time), and a
  * pass costs a few varint decodes and heap steps per event whatever the
- * capture's size.  Pages of a mapped file that no run still needs are
- * given back as the pass goes (reports_source_release), so a pass over a
- * capture of any size stays within a few chunks' worth of memory.
+ * capture's size.  Most often the top cursor stays on top for many events
+ * (one thread allocates at a time): while its next event comes before
+ * anything else could (the top's children, the next run, safe_seq), the
+ * pass takes it without a heap step.  Pages of a mapped file that no run
+ * still needs are given back as the pass goes (reports_source_release),
+ * so a pass over a capture of any size stays within a few chunks' worth
+ * of memory.
  *
  * A run in a zchunk (compressed records) is decompressed when it opens
  * into a buffer of its cursor, freed when the run is over; a pass refuses
@@ -234,11 +238,22 @@ struct reports_events {
 	uint64_t released; /* file offset below which pages went back */
 	size_t zheld;      /* bytes of the cursors' buffers */
 	ZSTD_DCtx *zctx;
+	/* While lead is set, the heap's top comes before (bound_seq,
+	 * bound_order): its children's keys, the next run's first, safe_seq.
+	 * A top that keeps the lead after its advance is the next event
+	 * again, with no run to open, no sift and nothing to wait for. */
+	bool lead;
+	uint64_t bound_seq, bound_order;
 };
+
+static bool key_before(uint64_t seq, uint64_t order, uint64_t seq2, uint64_t order2)
+{
+	return seq < seq2 || (seq == seq2 && order < order2);
+}
 
 static bool before(const struct cursor *a, const struct cursor *b)
 {
-	return a->ev.seq < b->ev.seq || (a->ev.seq == b->ev.seq && a->ev.order < b->ev.order);
+	return key_before(a->ev.seq, a->ev.order, b->ev.seq, b->ev.order);
 }
 
 static void sift_up(struct reports_events *it, size_t i)
@@ -288,11 +303,11 @@ static int advance(const struct reports_source *src, struct cursor *c)
 			continue;
 		}
 		uint64_t dseq, zaddr, size = 0, stack = 0;
-		if (capture_get_u64(&c->p, c->end, &dseq) < 0 ||
-		    capture_get_u64(&c->p, c->end, &zaddr) < 0)
+		if (reports_get_u64(&c->p, c->end, &dseq) < 0 ||
+		    reports_get_u64(&c->p, c->end, &zaddr) < 0)
 			return -EIO;
-		if (tag == CAPTURE_ALLOC && (capture_get_u64(&c->p, c->end, &size) < 0 ||
-					     capture_get_u64(&c->p, c->end, &stack) < 0))
+		if (tag == CAPTURE_ALLOC && (reports_get_u64(&c->p, c->end, &size) < 0 ||
+					     reports_get_u64(&c->p, c->end, &stack) < 0))
 			return -EIO;
 		c->prev_seq += dseq;
 		c->prev_addr += (uint64_t)capture_unzigzag(zaddr);
@@ -452,11 +467,89 @@ static void release_behind(struct reports_events *it)
 	}
 }
 
+/* Whether the heap's top leads (see struct reports_events), after the
+ * heap changed: the bound taken again. */
+static bool take_lead(struct reports_events *it)
+{
+	const struct reports_source *src = it->src;
+	uint64_t seq = src->safe_seq, order = 0;
+	if (seq == UINT64_MAX)
+		order = UINT64_MAX;
+	if (it->next_run < src->n_runs) {
+		const struct reports_run *run = &src->runs[it->next_run];
+		if (key_before(run->first_seq, run->first_order, seq, order)) {
+			seq = run->first_seq;
+			order = run->first_order;
+		}
+	}
+	for (size_t i = 1; i <= 2 && i < it->n_heap; i++) {
+		const struct cursor *c = &it->cur[it->heap[i]];
+		if (key_before(c->ev.seq, c->ev.order, seq, order)) {
+			seq = c->ev.seq;
+			order = c->ev.order;
+		}
+	}
+	it->bound_seq = seq;
+	it->bound_order = order;
+	if (it->n_heap == 0)
+		return false;
+	const struct cursor *top = &it->cur[it->heap[0]];
+	return key_before(top->ev.seq, top->ev.order, seq, order);
+}
+
+/* After the heap's top gave ev and advanced (res: 1, or 0 when its run is
+ * over): the heap put in order again. */
+static int settle(struct reports_events *it, const struct reports_event *ev, int res)
+{
+	uint32_t slot = it->heap[0];
+	struct cursor *c = &it->cur[slot];
+	if (res == 0) {
+		drop_buf(it, c);
+		it->heap[0] = it->heap[--it->n_heap];
+		if (reports_vec_push(&it->free_slots, &it->n_free, &it->cap_free, &slot,
+				     sizeof(slot)) < 0)
+			return -ENOMEM;
+	} else if (c->ev.seq < ev->seq) {
+		return -EIO; /* the reader saw this run's seqs never decrease */
+	}
+	if (it->n_heap > 0)
+		sift_down(it, 0);
+	it->lead = take_lead(it);
+	if ((++it->emitted & (RELEASE_EVERY - 1)) == 0)
+		release_behind(it);
+	return 1;
+}
+
+/* The heap's top gives its event and reads its next: advance()'s result. */
+static inline int take_top(struct reports_events *it, struct reports_event *ev)
+{
+	struct cursor *c = &it->cur[it->heap[0]];
+	*ev = c->ev;
+	if (!c->buf)
+		c->off = (uint64_t)(c->p - it->src->data);
+	return advance(it->src, c);
+}
+
 int reports_events_next(struct reports_events *it, struct reports_event *ev)
 {
 	const struct reports_source *src = it->src;
 	if (!src)
 		return 0;
+	if (it->lead) {
+		/* the top is the next event; after it, most often the top again */
+		struct cursor *c = &it->cur[it->heap[0]];
+		int res = take_top(it, ev);
+		if (res < 0)
+			return res;
+		if (res > 0 && c->ev.seq >= ev->seq &&
+		    key_before(c->ev.seq, c->ev.order, it->bound_seq, it->bound_order)) {
+			if ((++it->emitted & (RELEASE_EVERY - 1)) == 0)
+				release_behind(it);
+			return 1;
+		}
+		it->lead = false;
+		return settle(it, ev, res);
+	}
 	for (;;) {
 		/* every run whose first event comes before the heap's next joins
 		 * it; while following a capture, only runs below safe_seq (all of
@@ -486,26 +579,8 @@ int reports_events_next(struct reports_events *it, struct reports_event *ev)
 	}
 	if (it->n_heap == 0)
 		return 0;
-	uint32_t slot = it->heap[0];
-	struct cursor *c = &it->cur[slot];
-	*ev = c->ev;
-	if (!c->buf)
-		c->off = (uint64_t)(c->p - src->data);
-	int res = advance(src, c);
+	int res = take_top(it, ev);
 	if (res < 0)
 		return res;
-	if (res == 0) {
-		drop_buf(it, c);
-		it->heap[0] = it->heap[--it->n_heap];
-		if (reports_vec_push(&it->free_slots, &it->n_free, &it->cap_free, &slot,
-				     sizeof(slot)) < 0)
-			return -ENOMEM;
-	} else if (c->ev.seq < ev->seq) {
-		return -EIO; /* the reader saw this run's seqs never decrease */
-	}
-	if (it->n_heap > 0)
-		sift_down(it, 0);
-	if ((++it->emitted & (RELEASE_EVERY - 1)) == 0)
-		release_behind(it);
-	return 1;
+	return settle(it, ev, res);
 }

@@ -62,12 +62,13 @@ static int add_block(struct state *st, const struct reports_event *ev, uint32_t 
 			return -ENOMEM;
 	}
 	uint32_t old;
-	if (reports_map_get(&st->live, ev->addr, &old)) {
+	int res = reports_map_add(&st->live, ev->addr, slot, &old);
+	if (res < 0)
+		return res;
+	if (res == 1) {
 		while (st->blocks[old].next != NO_SLOT)
 			old = st->blocks[old].next;
 		st->blocks[old].next = slot;
-	} else if (reports_map_put(&st->live, ev->addr, slot) < 0) {
-		return -ENOMEM;
 	}
 	st->live_bytes += ev->size;
 	st->live_blocks++;
@@ -80,15 +81,11 @@ static int add_block(struct state *st, const struct reports_event *ev, uint32_t 
 static int remove_block(struct state *st, uint64_t addr, struct live_block *out)
 {
 	uint32_t slot;
-	if (!reports_map_get(&st->live, addr, &slot))
+	if (!reports_map_remove(&st->live, addr, &slot))
 		return 0;
 	*out = st->blocks[slot];
-	if (out->next != NO_SLOT) {
-		if (reports_map_put(&st->live, addr, out->next) < 0)
-			return -ENOMEM;
-	} else {
-		reports_map_remove(&st->live, addr, NULL);
-	}
+	if (out->next != NO_SLOT && reports_map_put(&st->live, addr, out->next) < 0)
+		return -ENOMEM;
 	if (reports_vec_push(&st->free_slots, &st->n_free, &st->cap_free, &slot, sizeof(slot)) < 0)
 		return -ENOMEM;
 	st->live_bytes -= out->size;
@@ -100,12 +97,8 @@ static int remove_block(struct state *st, uint64_t addr, struct live_block *out)
 
 static unsigned size_bucket(uint64_t size)
 {
-	unsigned k = 0;
-	while (size) {
-		k++;
-		size >>= 1;
-	}
-	return k; /* 0 for 0, k for [2^(k-1), 2^k) */
+	/* 0 for 0, k for [2^(k-1), 2^k) */
+	return size ? 64u - (unsigned)__builtin_clzll(size) : 0;
 }
 
 /* The points of the curve, by seq, without their values yet. */

@@ -576,19 +576,23 @@ static int rec_event(struct reader *r, struct cursor *c, bool alloc)
 	uint64_t prev_seq = r->prev_seq, prev_addr = r->prev_addr, prev_stack = r->prev_stack;
 	int res;
 	/* the commonest records: their varints read inline */
-	if (capture_get_u64(&c->p, c->end, &dseq) < 0 ||
-	    capture_get_u64(&c->p, c->end, &zaddr) < 0 ||
-	    (alloc && (capture_get_u64(&c->p, c->end, &size) < 0 ||
-		       capture_get_u64(&c->p, c->end, &stack_id) < 0)))
+	if (reports_get_u64(&c->p, c->end, &dseq) < 0 ||
+	    reports_get_u64(&c->p, c->end, &zaddr) < 0 ||
+	    (alloc && (reports_get_u64(&c->p, c->end, &size) < 0 ||
+		       reports_get_u64(&c->p, c->end, &stack_id) < 0)))
 		return overrun(r, c);
 	uint64_t seq = prev_seq + dseq;
 	r->prev_seq = seq;
 	r->prev_addr = prev_addr + (uint64_t)capture_unzigzag(zaddr);
 	if (alloc && r->version >= 2) /* a delta from the last ALLOC's */
 		r->prev_stack = stack_id = prev_stack + (uint64_t)capture_unzigzag(stack_id);
+	/* the id is mentioned: an unknown frame if never described (known
+	 * ids, the common case, looked up here without the call) */
 	uint32_t slot;
-	if (alloc && (res = raw_slot(r, stack_id, &slot)) < 0)
-		return res; /* the id is mentioned: an unknown frame if never described */
+	if (alloc && !(stack_id != 0 && stack_id < r->n_dense &&
+		       r->raw_dense[stack_id] != NO_INDEX) &&
+	    (res = raw_slot(r, stack_id, &slot)) < 0)
+		return res;
 	struct reports_source *src = r->src;
 	if (!r->run_open || seq < r->run_last) {
 		struct reports_run run = {

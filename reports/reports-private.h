@@ -9,6 +9,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <memprof/capture.h>
+
 struct reports_follow;
 struct reports_prepass;
 
@@ -56,6 +58,35 @@ bool reports_map_next(const struct reports_map *map, size_t *pos, uint64_t *key,
 static inline bool reports_probe_stays(size_t hole, size_t home, size_t j)
 {
 	return hole <= j ? (hole < home && home <= j) : (hole < home || home <= j);
+}
+
+/* capture_get_u64() for the event records, read a few times over per
+ * event: away from the end of the records (the longest varint is 10
+ * bytes) the bytes are read without a bounds check each, and a one-byte
+ * value (most deltas of seq, stack and size) takes no loop.  Same
+ * results, same errors. */
+static inline int reports_get_u64(const uint8_t **p, const uint8_t *end, uint64_t *out)
+{
+	const uint8_t *q = *p;
+	if (end - q < 10)
+		return capture_get_u64(p, end, out);
+	uint64_t v = q[0];
+	if (v < 0x80) {
+		*p = q + 1;
+		*out = v;
+		return 0;
+	}
+	v &= 0x7f;
+	for (unsigned i = 1, shift = 7; i < 10; i++, shift += 7) {
+		uint64_t byte = q[i];
+		v |= (byte & 0x7f) << shift;
+		if (byte < 0x80) {
+			*p = q + i + 1;
+			*out = v;
+			return 0;
+		}
+	}
+	return -1;
 }
 
 /* A little-endian 32-bit field of the capture format. */

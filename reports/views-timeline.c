@@ -58,15 +58,11 @@ static int live_apply(struct live *l, const struct reports_event *ev)
 {
 	uint32_t slot;
 	if (ev->kind == REPORTS_EVENT_FREE) {
-		if (!reports_map_get(&l->map, ev->addr, &slot))
+		if (!reports_map_remove(&l->map, ev->addr, &slot))
 			return 0;
 		struct lblock b = l->blocks[slot];
-		if (b.next != NO_SLOT) {
-			if (reports_map_put(&l->map, ev->addr, b.next) < 0)
-				return -ENOMEM;
-		} else {
-			reports_map_remove(&l->map, ev->addr, NULL);
-		}
+		if (b.next != NO_SLOT && reports_map_put(&l->map, ev->addr, b.next) < 0)
+			return -ENOMEM;
 		l->bytes -= b.size;
 		return reports_vec_push(&l->free_slots, &l->n_free, &l->cap_free, &slot,
 					sizeof(slot));
@@ -83,12 +79,13 @@ static int live_apply(struct live *l, const struct reports_event *ev)
 			return -ENOMEM;
 	}
 	uint32_t head;
-	if (reports_map_get(&l->map, ev->addr, &head)) {
+	int res = reports_map_add(&l->map, ev->addr, slot, &head);
+	if (res < 0)
+		return res;
+	if (res == 1) {
 		while (l->blocks[head].next != NO_SLOT)
 			head = l->blocks[head].next;
 		l->blocks[head].next = slot;
-	} else if (reports_map_put(&l->map, ev->addr, slot) < 0) {
-		return -ENOMEM;
 	}
 	l->bytes += ev->size;
 	return 0;
@@ -168,10 +165,95 @@ static unsigned column(const struct chart *c, uint64_t x)
 	return col >= c->w ? c->w - 1 : (unsigned)col;
 }
 
+/* The last x of column col, from x0 (in it) on, within [0, x_max]: there
+ * column() never decreases with x (above x_max its product can overflow,
+ * and what it gives there is left to column()). */
+static uint64_t column_last(const struct chart *c, uint64_t x0, unsigned col)
+{
+	if (column(c, c->x_max) <= col)
+		return c->x_max;
+	uint64_t lo = x0, hi = c->x_max; /* column(lo) == col < column(hi) */
+	while (hi - lo > 1) {
+		uint64_t mid = lo + (hi - lo) / 2;
+		if (column(c, mid) > col)
+			hi = mid;
+		else
+			lo = mid;
+	}
+	return lo;
+}
+
+/* The column of an event, without the two long double steps (its time,
+ * its column) per event: the column of seq holds up to seq_last, the
+ * last seq that maps into it, worked out (by bisection) when a seq first
+ * passes it.  The time of a seq never decreases with it (the clock's
+ * segments join), so neither does its column: the same columns as
+ * column(clock_time()) for every event, in far fewer steps.  Past x_max
+ * (only in a capture whose clock contradicts its duration) every event
+ * takes both steps, as it did. */
+struct colcache {
+	struct clock clk;
+	uint64_t seq_last;
+	unsigned col;
+	bool valid;
+	bool x_known;   /* x_last is col's last x (kept while the column */
+	uint64_t x_last; /* stays: a new clock segment costs no bisection) */
+};
+
+/* The time of seq on the clock's current segment, which ends at (s1, t1):
+ * what clock_time() says for any seq of the segment. */
+static uint64_t segment_time(const struct clock *k, uint64_t s1, uint64_t t1, uint64_t seq)
+{
+	if (s1 == k->s0)
+		return k->t0;
+	long double f = (long double)(seq - k->s0) / (long double)(s1 - k->s0);
+	return k->t0 + (uint64_t)(f * (long double)(t1 - k->t0));
+}
+
+static unsigned colcache_get(struct colcache *cc, const struct chart *c, uint64_t seq)
+{
+	if (cc->valid && seq <= cc->seq_last)
+		return cc->col;
+	uint64_t x = c->by_time ? clock_time(&cc->clk, seq) : seq;
+	unsigned col = column(c, x);
+	if (x > c->x_max) {
+		cc->valid = cc->x_known = false;
+		return col;
+	}
+	if (!cc->valid || !cc->x_known || col != cc->col)
+		cc->x_last = column_last(c, x, col);
+	cc->col = col;
+	cc->valid = cc->x_known = true;
+	if (!c->by_time) {
+		cc->seq_last = cc->x_last;
+		return col;
+	}
+	uint64_t s1, t1;
+	if (!clock_point(&cc->clk, cc->clk.next, &s1, &t1)) {
+		cc->seq_last = UINT64_MAX; /* past the last point: the time stays */
+		return col;
+	}
+	/* within the segment: the last seq whose time is in the column */
+	if (segment_time(&cc->clk, s1, t1, s1) <= cc->x_last) {
+		cc->seq_last = s1;
+		return col;
+	}
+	uint64_t lo = seq, hi = s1; /* time(lo) <= x_last < time(hi) */
+	while (hi - lo > 1) {
+		uint64_t mid = lo + (hi - lo) / 2;
+		if (segment_time(&cc->clk, s1, t1, mid) <= cc->x_last)
+			lo = mid;
+		else
+			hi = mid;
+	}
+	cc->seq_last = lo;
+	return col;
+}
+
 static int fill_heap(struct chart *c, const struct reports_capture *cap)
 {
 	struct live l = {0};
-	struct clock clk = {.cap = cap};
+	struct colcache cc = {.clk = {.cap = cap}};
 	unsigned last_col = 0;
 	int res = 0;
 	struct reports_events *it;
@@ -183,8 +265,7 @@ static int fill_heap(struct chart *c, const struct reports_capture *cap)
 	}
 	for (size_t i = 0; res == 0 && (res = reports_events_next(it, &event)) > 0; i++) {
 		res = 0;
-		uint64_t x = c->by_time ? clock_time(&clk, ev->seq) : ev->seq;
-		unsigned col = column(c, x);
+		unsigned col = colcache_get(&cc, c, ev->seq);
 		/* the columns without events keep what was live before */
 		for (unsigned k = last_col + 1; k <= col; k++)
 			c->heap[k] = l.bytes;

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "reports-encode.h"
+#include "reports-private.h"
 #include "reports.h"
 
 static const char *const argv3[] = { "./prog", "--flag", "x y" };
@@ -812,4 +813,41 @@ Test(reports_reader, version_1_captures_read_like_version_2)
 	reports_capture_destroy(c2);
 	enc_finish(&e1);
 	enc_finish(&e2);
+}
+
+/* The event records' varints are read by reports_get_u64(), which skips
+ * the bounds checks away from the end: every length, overlong and
+ * malformed encodings, near the end or not, read as capture_get_u64()
+ * reads them. */
+Test(reports_reader, fast_varints_read_as_the_format_says)
+{
+	uint8_t enc[32][12];
+	size_t n_enc = 0;
+	/* canonical encodings of values of every length */
+	for (unsigned bits = 0; bits <= 64; bits += 4) {
+		uint64_t v = bits == 64 ? UINT64_MAX : ((uint64_t)1 << bits) - 1;
+		size_t k = 0;
+		do {
+			enc[n_enc][k++] = (uint8_t)((v & 0x7f) | (v > 0x7f ? 0x80 : 0));
+			v >>= 7;
+		} while (v);
+		memset(enc[n_enc] + k, 0x81, sizeof(enc[0]) - k); /* what follows */
+		n_enc++;
+	}
+	/* overlong, a 10th byte above 1, 10 and 11 continuation bytes */
+	memcpy(enc[n_enc++], "\x80\x80\x00\x05\x05\x05\x05\x05\x05\x05\x05\x05", 12);
+	memcpy(enc[n_enc++], "\xff\xff\xff\xff\xff\xff\xff\xff\xff\x7f\x05\x05", 12);
+	memcpy(enc[n_enc++], "\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01\x05", 12);
+	memcpy(enc[n_enc++], "\x80\x80\x80\x80\x80\x80\x80\x80\x80\x80\x80\x00", 12);
+	for (size_t i = 0; i < n_enc; i++) {
+		for (size_t len = 0; len <= sizeof(enc[0]); len++) {
+			const uint8_t *p1 = enc[i], *p2 = enc[i], *end = enc[i] + len;
+			uint64_t v1 = 7, v2 = 7;
+			int r1 = capture_get_u64(&p1, end, &v1);
+			int r2 = reports_get_u64(&p2, end, &v2);
+			cr_assert_eq(r1, r2, "encoding %zu, %zu bytes", i, len);
+			cr_assert_eq(p1, p2, "encoding %zu, %zu bytes", i, len);
+			cr_assert_eq(v1, v2, "encoding %zu, %zu bytes", i, len);
+		}
+	}
 }
