@@ -329,13 +329,20 @@ static void record_badfree(struct tbuf *b, uint64_t seq, enum pool_free_result r
 static uint32_t intern_caller(struct tbuf *b, uint64_t ip, uint64_t caller)
 {
 	uint64_t h = (caller ^ ip * 0x9e3779b97f4a7c15u) * 0xff51afd7ed558ccdu;
-	struct free_memo *m = &b->free_memo[h >> 58 & (TBUF_FREE_MEMO - 1)];
-	if (m->id != 0 && m->caller == caller && m->ip == ip)
-		return m->id;
+	struct free_memo *m = b->free_memo[h >> 56 & (TBUF_FREE_MEMO - 1)];
+	if (m[0].id != 0 && m[0].caller == caller && m[0].ip == ip)
+		return m[0].id;
+	if (m[1].id != 0 && m[1].caller == caller && m[1].ip == ip) {
+		struct free_memo hit = m[1];
+		m[1] = m[0];
+		m[0] = hit;
+		return hit.id;
+	}
 	const uint64_t ips[2] = { ip, caller };
 	/* no stack cache: the allocations' stacks keep it */
 	uint32_t id = stack_table_intern(&tracer.stacks, NULL, ips, 2, emit_stack, b);
-	*m = (struct free_memo){ .ip = ip, .caller = caller, .id = id };
+	m[1] = m[0];
+	m[0] = (struct free_memo){ .ip = ip, .caller = caller, .id = id };
 	return id;
 }
 

@@ -30,7 +30,10 @@
 #include "stacks.h"
 
 #define TBUF_PAYLOAD (64u * 1024u)
-#define TBUF_FREE_MEMO 64u
+/* sets of the free memo, two ways each: a program's free call sites are
+ * many (binary trees inlined its recursive free into 77), and 64 direct
+ * slots thrashed, every miss a walk of a node with that many children */
+#define TBUF_FREE_MEMO 256u
 
 enum tbuf_state { TBUF_FREE = 0, TBUF_ACTIVE = 1 };
 
@@ -57,11 +60,12 @@ struct tbuf {
 	struct tbuf *next; /* registry link, written once before publication */
 	struct stack_cache cache;
 	/* the stacks of free()'s callers lately, when free stacks are only
-	 * (free, its caller): see record_free() */
+	 * (free, its caller): see record_free(); way 0 of a set is its most
+	 * recent */
 	struct free_memo {
 		uint64_t ip, caller;
 		uint32_t id;
-	} free_memo[TBUF_FREE_MEMO];
+	} free_memo[TBUF_FREE_MEMO][2];
 	uint8_t chunk[CAPTURE_CHUNK_HEADER_SIZE + TBUF_PAYLOAD];
 };
 
@@ -198,12 +202,8 @@ bool writer_chunk_write(uint8_t *chunk, uint32_t len, uint32_t tid, bool force);
 void writer_fail(void);
 struct tbuf *tbuf_acquire(uint32_t tid);
 void tbuf_release(struct tbuf *b);
-void tbuf_lock(struct tbuf *b);
-bool tbuf_trylock(struct tbuf *b);
-void tbuf_unlock(struct tbuf *b);
+void tbuf_lock_wait(struct tbuf *b);
 void tbuf_flush_locked(struct tbuf *b);
-uint8_t *tbuf_reserve(struct tbuf *b, size_t need);
-void tbuf_commit(struct tbuf *b, size_t n);
 void writer_flush_all(bool wait);
 /* Flushes every buffer, waiting a little for busy ones, and retires each
  * one's block of seqs; false when some buffer stayed busy (its records may
@@ -214,6 +214,44 @@ void writer_fork_child_reset(struct tbuf *keep);
 void *writer_scratch_map(size_t len);
 void writer_scratch_unmap(void *p, size_t len);
 int writer_read_file(const char *path, char **out, size_t *len, size_t *map_len);
+
+/* ---- the buffer primitives, inline: every event takes each once, and
+ * as calls they were 6% of the tracer's instructions on churn ---- */
+
+static inline bool tbuf_trylock(struct tbuf *b)
+{
+	return atomic_exchange_explicit(&b->busy, 1, memory_order_acquire) == 0;
+}
+
+static inline void tbuf_lock(struct tbuf *b)
+{
+	if (__builtin_expect(!tbuf_trylock(b), 0))
+		tbuf_lock_wait(b);
+}
+
+static inline void tbuf_unlock(struct tbuf *b)
+{
+	atomic_store_explicit(&b->busy, 0, memory_order_release);
+}
+
+/* Room for need bytes (at most TBUF_PAYLOAD) at the end of b (held),
+ * flushing it first when they do not fit. */
+static inline uint8_t *tbuf_reserve(struct tbuf *b, size_t need)
+{
+	uint32_t len = atomic_load_explicit(&b->len, memory_order_relaxed);
+	if (__builtin_expect(len + need > TBUF_PAYLOAD, 0)) {
+		tbuf_flush_locked(b);
+		len = 0;
+	}
+	return b->chunk + CAPTURE_CHUNK_HEADER_SIZE + len;
+}
+
+/* The n bytes written at tbuf_reserve()'s pointer are a whole record. */
+static inline void tbuf_commit(struct tbuf *b, size_t n)
+{
+	uint32_t len = atomic_load_explicit(&b->len, memory_order_relaxed);
+	atomic_store_explicit(&b->len, len + (uint32_t)n, memory_order_release);
+}
 
 /* ---- objects.c (libmemprof-heap programs) ---- */
 struct scan_options;

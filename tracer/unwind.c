@@ -368,6 +368,9 @@ static size_t fast_capture(struct thread_unwind *t, uint64_t *ips, size_t max)
 	if (!cur_ip)
 		return 0;
 	w[0] = (struct frame){ cur_ip, cur_slot };
+	/* ips[0, k) are the walked frames' as they are met (a copy
+	 * afterwards was a loop and its mispredicted exit) */
+	ips[0] = cur_ip;
 	unsigned epoch = atomic_load_explicit(&verdict_epoch, memory_order_relaxed);
 	if (unlikely(t->good_epoch != epoch)) {
 		memset(t->good, 0, sizeof(t->good));
@@ -400,8 +403,6 @@ static size_t fast_capture(struct thread_unwind *t, uint64_t *ips, size_t max)
 				goto step;
 			}
 			size_t out = k;
-			for (size_t i = 0; i < k; i++)
-				ips[i] = w[i].ip;
 			if (fit && t->inside)
 				out += outer;
 			else
@@ -429,13 +430,12 @@ step:
 			return 0;
 		cur_ip = *(const uint64_t *)(next + 8);
 		cur_slot = next + 8;
+		ips[k] = cur_ip;
 		w[k++] = (struct frame){ cur_ip, cur_slot };
 	}
 	/* cut at max: the walked frames only */
-	for (size_t i = 0; i < k; i++) {
-		ips[i] = w[i].ip;
+	for (size_t i = 0; i < k; i++)
 		t->f[k - 1 - i] = w[i];
-	}
 	t->n = (uint32_t)k;
 	t->complete = false;
 	t->hint.same = 0;

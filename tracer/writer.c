@@ -2,7 +2,8 @@
  * writer.c: the capture file and the per-thread buffers that feed it.
  *
  * Main entry points: writer_open() (file header and PROCESS chunk),
- * tbuf_reserve()/tbuf_commit() (append a record to a thread's buffer) and
+ * tbuf_reserve()/tbuf_commit() (append a record to a thread's buffer;
+ * inline, in tracer-private.h, with the buffer's lock) and
  * tbuf_flush_locked() (append the buffer to the file as one chunk, with one
  * write(2) on an O_APPEND descriptor, so chunks of different threads never
  * interleave).  Buffers live in a registry (a lock-free list, never shrunk)
@@ -209,7 +210,11 @@ void writer_close(void)
 
 /* ---- per-thread buffers ------------------------------------------------ */
 
-void tbuf_lock(struct tbuf *b)
+/* tbuf_lock, tbuf_trylock, tbuf_unlock: inline, in tracer-private.h */
+
+/* tbuf_lock() when b is held elsewhere (by a flusher, mostly the
+ * sampler): spins, then yields, until it is free. */
+void tbuf_lock_wait(struct tbuf *b)
 {
 	unsigned spins = 0;
 	while (atomic_exchange_explicit(&b->busy, 1, memory_order_acquire) != 0) {
@@ -218,16 +223,6 @@ void tbuf_lock(struct tbuf *b)
 		else
 			__builtin_ia32_pause();
 	}
-}
-
-bool tbuf_trylock(struct tbuf *b)
-{
-	return atomic_exchange_explicit(&b->busy, 1, memory_order_acquire) == 0;
-}
-
-void tbuf_unlock(struct tbuf *b)
-{
-	atomic_store_explicit(&b->busy, 0, memory_order_release);
 }
 
 struct tbuf *tbuf_acquire(uint32_t tid)
@@ -279,21 +274,7 @@ void tbuf_flush_locked(struct tbuf *b)
 	atomic_store(&b->flushing, 0);
 }
 
-uint8_t *tbuf_reserve(struct tbuf *b, size_t need)
-{
-	uint32_t len = atomic_load_explicit(&b->len, memory_order_relaxed);
-	if (len + need > TBUF_PAYLOAD) {
-		tbuf_flush_locked(b);
-		len = 0;
-	}
-	return b->chunk + CAPTURE_CHUNK_HEADER_SIZE + len;
-}
-
-void tbuf_commit(struct tbuf *b, size_t n)
-{
-	uint32_t len = atomic_load_explicit(&b->len, memory_order_relaxed);
-	atomic_store_explicit(&b->len, len + (uint32_t)n, memory_order_release);
-}
+/* tbuf_reserve and tbuf_commit: inline, in tracer-private.h */
 
 void writer_flush_all(bool wait)
 {
