@@ -32,6 +32,8 @@
 #include "reports.h"
 
 #define NO_SLOT UINT32_MAX
+/* Events taken from the merge at once (replay_events). */
+#define REPLAY_BATCH 64
 
 struct block {
 	/* what a probe of the replay's table reads, side by side: they share
@@ -546,8 +548,11 @@ static int site_of(struct builder *bd, uint32_t stack, uint32_t *out)
 	    reports_vec_push(&an->sites, &an->n_sites, &bd->cap_sites, &s, sizeof(s)) < 0)
 		return -ENOMEM;
 	*out = (uint32_t)an->n_sites - 1;
-	if (dense)
+	/* a dense node is never looked up in the map (n_by_node only grows) */
+	if (dense) {
 		bd->site_by_node[stack] = *out;
+		return 0;
+	}
 	return reports_map_put(&bd->site_of_stack, key, *out);
 }
 
@@ -572,7 +577,6 @@ static int replay_events(struct builder *bd, struct replay *rp)
 	struct reports_analysis *an = bd->an;
 	struct reports_totals *t = &an->totals;
 	struct reports_events *it;
-	struct reports_event ev;
 	int res = reports_events_open(cap, &it);
 	if (res < 0)
 		return res;
@@ -580,28 +584,37 @@ static int replay_events(struct builder *bd, struct replay *rp)
 	bd->node_limit = cap->n_nodes;
 	if (!bd->pending || (cap->n_nodes > 0 && !by_node_grow(bd, (uint32_t)cap->n_nodes - 1)))
 		res = -ENOMEM;
-	for (uint64_t i = 0; res == 0 && (res = reports_events_next(it, &ev)) > 0; i++) {
+	struct reports_event batch[REPLAY_BATCH];
+	size_t n_batch = 0, next = 0;
+	for (uint64_t i = 0; res == 0; i++) {
+		if (next == n_batch) {
+			next = 0;
+			if ((res = reports_events_read(it, batch, REPLAY_BATCH)) <= 0)
+				break;
+			n_batch = (size_t)res;
+		}
+		const struct reports_event *ev = &batch[next++];
 		uint32_t site = 0;
 		struct block freed;
 		res = 0;
 		if ((i & 0xffff) == 0) /* progress.c */
 			reports_progress("analysing", i, cap->n_events);
-		if (ev.kind == REPORTS_EVENT_ALLOC) {
-			if ((res = site_of(bd, ev.stack, &site)) < 0)
+		if (ev->kind == REPORTS_EVENT_ALLOC) {
+			if ((res = site_of(bd, ev->stack, &site)) < 0)
 				break;
 			struct site_live *s = &bd->live[site];
 			s->allocations++;
-			s->bytes += ev.size;
+			s->bytes += ev->size;
 			t->allocations++;
-			t->bytes_allocated += ev.size;
-			bd->pending[ev.thread] = i + 1;
-			site_change(bd, site, (int64_t)ev.size, i);
+			t->bytes_allocated += ev->size;
+			bd->pending[ev->thread] = i + 1;
+			site_change(bd, site, (int64_t)ev->size, i);
 		} else {
 			t->frees++;
 		}
-		if ((res = replay_apply(rp, &ev, i, site, &freed)) < 0)
+		if ((res = replay_apply(rp, ev, i, site, &freed)) < 0)
 			break;
-		if (ev.kind == REPORTS_EVENT_FREE) {
+		if (ev->kind == REPORTS_EVENT_FREE) {
 			if (res == 0) {
 				an->unmatched_frees++;
 			} else {
@@ -617,7 +630,7 @@ static int replay_events(struct builder *bd, struct replay *rp)
 		}
 		if (rp->live_bytes > t->peak_bytes) {
 			t->peak_bytes = rp->live_bytes;
-			t->peak_seq = ev.seq;
+			t->peak_seq = ev->seq;
 			bd->peaked = true;
 			bd->peak_index = i;
 		}

@@ -1,6 +1,7 @@
 /*
  * events.c: the allocation events of a capture, streamed in sequence
- * order.  Entry points: reports_events_open(), reports_events_next().
+ * order.  Entry points: reports_events_open(), reports_events_next(), and
+ * reports_events_read() for a batch (the analysis's pass).
  *
  * The reader (reader.c) keeps no events, only runs: stretches of one chunk
  * whose seqs never decrease, each with the chunk's delta state at its
@@ -13,10 +14,12 @@
  * capture's size.  Most often the top cursor stays on top for many events
  * (one thread allocates at a time): while its next event comes before
  * anything else could (the top's children, the next run, safe_seq), the
- * pass takes it without a heap step.  Pages of a mapped file that no run
- * still needs are given back as the pass goes (reports_source_release),
- * so a pass over a capture of any size stays within a few chunks' worth
- * of memory.
+ * pass takes it without a heap step (reports_events_read() takes such a
+ * stretch in one loop, the cursor's state in registers, each event
+ * decoded straight into the caller's array).  Pages of a mapped file that
+ * no run still needs are given back as the pass goes
+ * (reports_source_release), so a pass over a capture of any size stays
+ * within a few chunks' worth of memory.
  *
  * A run in a zchunk (compressed records) is decompressed when it opens
  * into a buffer of its cursor, freed when the run is over; a pass refuses
@@ -54,7 +57,7 @@
 uint32_t reports_source_stack(const struct reports_source *src, uint64_t id)
 {
 	if (src->raw_stacks)
-		return reports_follow_raw(src, id);
+		return id < src->n_raw_dense ? src->raw_dense[id] : reports_follow_raw(src, id);
 	if (id < src->n_dense)
 		return src->dense[id];
 	uint32_t v;
@@ -287,48 +290,70 @@ static void sift_down(struct reports_events *it, size_t i)
 	it->heap[i] = x;
 }
 
-/* Decodes the cursor's next event into c->ev: 1, 0 when the run is over,
- * -EIO when the bytes do not hold what the reader found. */
-static int advance(const struct reports_source *src, struct cursor *c)
+/* Decodes a run's next event from *pp into *out (all but its thread and
+ * order), with the run's delta state and events left in the caller's
+ * locals, which a lead keeps in registers over many events: 1, 0 when
+ * the run is over, -EIO when the bytes do not hold what the reader found. */
+static inline int decode_event(const struct reports_source *src, const uint8_t **pp,
+			       const uint8_t *end, uint64_t *left, uint64_t *seq, uint64_t *addr,
+			       uint64_t *stack_id, struct reports_event *out)
 {
-	if (c->left == 0)
+	if (*left == 0)
 		return 0;
+	const uint8_t *p = *pp;
 	for (;;) {
-		if (c->p >= c->end)
+		if (p >= end)
 			return -EIO;
-		int tag = *c->p++;
+		int tag = *p++;
 		if (tag != CAPTURE_ALLOC && tag != CAPTURE_FREE) {
-			if (reports_record_skip(tag, &c->p, c->end) < 0)
+			const uint8_t *q = p; /* p itself stays out of memory */
+			if (reports_record_skip(tag, &q, end) < 0)
 				return -EIO;
+			p = q;
 			continue;
 		}
 		uint64_t dseq, zaddr, size = 0, stack = 0;
-		if (reports_get_u64(&c->p, c->end, &dseq) < 0 ||
-		    reports_get_u64(&c->p, c->end, &zaddr) < 0)
+		if (reports_get_u64(&p, end, &dseq) < 0 || reports_get_u64(&p, end, &zaddr) < 0)
 			return -EIO;
-		if (tag == CAPTURE_ALLOC && (reports_get_u64(&c->p, c->end, &size) < 0 ||
-					     reports_get_u64(&c->p, c->end, &stack) < 0))
+		if (tag == CAPTURE_ALLOC && (reports_get_u64(&p, end, &size) < 0 ||
+					     reports_get_u64(&p, end, &stack) < 0))
 			return -EIO;
-		c->prev_seq += dseq;
-		c->prev_addr += (uint64_t)capture_unzigzag(zaddr);
-		/* ev.thread is the run's; order counts on from the run's first */
-		c->left--;
-		c->ev.order++;
-		c->ev.seq = c->prev_seq;
-		c->ev.addr = c->prev_addr;
+		*pp = p;
+		*seq += dseq;
+		*addr += (uint64_t)capture_unzigzag(zaddr);
+		(*left)--;
+		out->seq = *seq;
+		out->addr = *addr;
 		if (tag == CAPTURE_ALLOC) {
 			if (src->version >= 2) /* a delta from the last ALLOC's */
-				c->prev_stack = stack = c->prev_stack + (uint64_t)capture_unzigzag(stack);
-			c->ev.kind = REPORTS_EVENT_ALLOC;
-			c->ev.size = size;
-			c->ev.stack = reports_source_stack(src, stack);
+				*stack_id = stack = *stack_id + (uint64_t)capture_unzigzag(stack);
+			out->kind = REPORTS_EVENT_ALLOC;
+			out->size = size;
+			out->stack = reports_source_stack(src, stack);
 		} else {
-			c->ev.kind = REPORTS_EVENT_FREE;
-			c->ev.size = 0;
-			c->ev.stack = REPORTS_NO_STACK;
+			out->kind = REPORTS_EVENT_FREE;
+			out->size = 0;
+			out->stack = REPORTS_NO_STACK;
 		}
 		return 1;
 	}
+}
+
+/* Decodes the cursor's next event into c->ev (its thread is the run's,
+ * its order counts on from the run's first): decode_event()'s result. */
+static int advance(const struct reports_source *src, struct cursor *c)
+{
+	const uint8_t *p = c->p;
+	uint64_t left = c->left, seq = c->prev_seq, addr = c->prev_addr, stack = c->prev_stack;
+	int res = decode_event(src, &p, c->end, &left, &seq, &addr, &stack, &c->ev);
+	c->p = p;
+	c->left = left;
+	c->prev_seq = seq;
+	c->prev_addr = addr;
+	c->prev_stack = stack;
+	if (res > 0)
+		c->ev.order++;
+	return res;
 }
 
 int reports_events_open(const struct reports_capture *cap, struct reports_events **out)
@@ -583,4 +608,62 @@ int reports_events_next(struct reports_events *it, struct reports_event *ev)
 	if (res < 0)
 		return res;
 	return settle(it, ev, res);
+}
+
+int reports_events_read(struct reports_events *it, struct reports_event *evs, size_t max)
+{
+	const struct reports_source *src = it->src;
+	size_t n = 0;
+	while (n < max) {
+		if (!it->lead) {
+			int res = reports_events_next(it, &evs[n]);
+			if (res <= 0)
+				return res < 0 ? res : (int)n;
+			n++;
+			continue;
+		}
+		/* The top leads: its events in a row, the heap untouched.  The
+		 * cursor's state stays in locals until the lead ends (or a
+		 * release needs its offset), and each event is decoded straight
+		 * into its place in evs (c->ev only when there is none left),
+		 * so that no event is copied while its fields are being stored. */
+		struct cursor *c = &it->cur[it->heap[0]];
+		const uint8_t *p = c->p, *at = p;
+		uint64_t left = c->left, seq = c->prev_seq, addr = c->prev_addr;
+		uint64_t stack = c->prev_stack;
+		bool keep;
+		int res;
+		evs[n] = c->ev;
+		do {
+			const struct reports_event *ev = &evs[n++];
+			struct reports_event *nx = n < max ? &evs[n] : &c->ev;
+			at = p; /* the cursor's unread records start here */
+			if ((res = decode_event(src, &p, c->end, &left, &seq, &addr, &stack, nx)) < 0)
+				return res;
+			nx->order = ev->order + 1;
+			nx->thread = ev->thread;
+			keep = res > 0 && nx->seq >= ev->seq &&
+			       key_before(nx->seq, nx->order, it->bound_seq, it->bound_order);
+			bool release = keep && ((it->emitted + 1) & (RELEASE_EVERY - 1)) == 0;
+			if (!keep || release || n == max) {
+				c->p = p;
+				c->left = left;
+				c->prev_seq = seq;
+				c->prev_addr = addr;
+				c->prev_stack = stack;
+				if (!c->buf)
+					c->off = (uint64_t)(at - src->data);
+			}
+			if (keep && (++it->emitted & (RELEASE_EVERY - 1)) == 0)
+				release_behind(it);
+		} while (keep && n < max);
+		if (keep)
+			return (int)n; /* c->ev holds the next (nx was c->ev) */
+		if (res > 0 && n < max)
+			c->ev = evs[n];
+		it->lead = false;
+		if ((res = settle(it, &evs[n - 1], res)) < 0)
+			return res;
+	}
+	return (int)n;
 }

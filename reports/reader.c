@@ -279,6 +279,8 @@ static int raw_slot(struct reader *r, uint64_t id, uint32_t *out)
 				reports_map_remove(m, k, NULL);
 		r->raw_dense = d;
 		r->n_dense = n;
+		r->src->raw_dense = d;
+		r->src->n_raw_dense = n;
 	}
 	struct raw_node node = { .canon = NO_INDEX };
 	uint32_t idx = (uint32_t)r->n_raw;
@@ -568,58 +570,101 @@ static int rec_process(struct reader *r, struct cursor *c)
 	return 0;
 }
 
-/* An ALLOC or FREE: checked, counted and added to the chunk's current run
- * (a new run when its seq goes backwards); events.c reads it again. */
-static int rec_event(struct reader *r, struct cursor *c, bool alloc)
+/* A stretch of ALLOC and FREE records (the commonest, most of a chunk),
+ * from the one whose tag c->tag was just read to the next other record or
+ * the chunk's end (payload is the chunk's records, at file offset off):
+ * each is checked, counted and added to the chunk's current run (a new
+ * run when its seq goes backwards); events.c reads them again.  The delta
+ * state and the counts stay in locals over the stretch and are written
+ * back once, so that an event costs its varints and little else. */
+static int read_events(struct reader *r, struct cursor *c, const uint8_t *payload, uint64_t off)
 {
-	uint64_t dseq, zaddr, size = 0, stack_id = 0;
-	uint64_t prev_seq = r->prev_seq, prev_addr = r->prev_addr, prev_stack = r->prev_stack;
-	int res;
-	/* the commonest records: their varints read inline */
-	if (reports_get_u64(&c->p, c->end, &dseq) < 0 ||
-	    reports_get_u64(&c->p, c->end, &zaddr) < 0 ||
-	    (alloc && (reports_get_u64(&c->p, c->end, &size) < 0 ||
-		       reports_get_u64(&c->p, c->end, &stack_id) < 0)))
-		return overrun(r, c);
-	uint64_t seq = prev_seq + dseq;
-	r->prev_seq = seq;
-	r->prev_addr = prev_addr + (uint64_t)capture_unzigzag(zaddr);
-	if (alloc && r->version >= 2) /* a delta from the last ALLOC's */
-		r->prev_stack = stack_id = prev_stack + (uint64_t)capture_unzigzag(stack_id);
-	/* the id is mentioned: an unknown frame if never described (known
-	 * ids, the common case, looked up here without the call) */
-	uint32_t slot;
-	if (alloc && !(stack_id != 0 && stack_id < r->n_dense &&
-		       r->raw_dense[stack_id] != NO_INDEX) &&
-	    (res = raw_slot(r, stack_id, &slot)) < 0)
-		return res;
 	struct reports_source *src = r->src;
-	if (!r->run_open || seq < r->run_last) {
-		struct reports_run run = {
-			.off = r->record_at,
-			.end = r->chunk_end,
-			.zchunk = r->zchunk,
-			.prev_seq = prev_seq,
-			.prev_addr = prev_addr,
-			.prev_stack = prev_stack,
-			.first_seq = seq,
-			.first_order = r->order,
-			.tid = r->chunk_tid,
-		};
-		if (reports_vec_push(&src->runs, &src->n_runs, &r->cap_runs, &run, sizeof(run)) < 0)
-			return nomem(r);
-		r->run_open = true;
-	}
-	src->runs[src->n_runs - 1].n_events++;
-	r->run_last = seq;
-	r->order++;
 	struct reports_capture *cap = r->cap;
-	if (cap->n_events == 0 || seq < cap->events_first_seq)
-		cap->events_first_seq = seq;
-	if (cap->n_events == 0 || seq > cap->events_last_seq)
-		cap->events_last_seq = seq;
-	cap->n_events++;
-	return 0;
+	const uint8_t *p = c->p, *end = c->end;
+	uint64_t seq = r->prev_seq, addr = r->prev_addr, stack = r->prev_stack;
+	uint64_t run_last = r->run_last, order = r->order;
+	uint64_t lo = UINT64_MAX, hi = 0, in_run = 0;
+	bool v2 = r->version >= 2, run_open = r->run_open;
+	int tag = c->tag, res = 0;
+	for (;;) {
+		const uint8_t *rec = p - 1;
+		uint64_t dseq, zaddr, size = 0, id = 0;
+		bool alloc = tag == CAPTURE_ALLOC;
+		if (reports_get_u64(&p, end, &dseq) < 0 || reports_get_u64(&p, end, &zaddr) < 0 ||
+		    (alloc && (reports_get_u64(&p, end, &size) < 0 ||
+			       reports_get_u64(&p, end, &id) < 0))) {
+			r->record_at = off + (uint64_t)(rec - payload);
+			r->record_off = r->zchunk ? r->zchunk : r->record_at;
+			res = overrun(r, c);
+			break;
+		}
+		uint64_t prev_seq = seq, prev_addr = addr, prev_stack = stack;
+		seq += dseq;
+		addr += (uint64_t)capture_unzigzag(zaddr);
+		if (alloc && v2) /* a delta from the last ALLOC's */
+			stack = id = stack + (uint64_t)capture_unzigzag(id);
+		/* the id is mentioned: an unknown frame if never described
+		 * (known ids, the common case, looked up without the call) */
+		if (alloc && !(id != 0 && id < r->n_dense && r->raw_dense[id] != NO_INDEX)) {
+			uint32_t slot;
+			r->record_at = off + (uint64_t)(rec - payload);
+			r->record_off = r->zchunk ? r->zchunk : r->record_at;
+			if ((res = raw_slot(r, id, &slot)) < 0)
+				break;
+		}
+		if (!run_open || seq < run_last) {
+			struct reports_run run = {
+				.off = off + (uint64_t)(rec - payload),
+				.end = r->chunk_end,
+				.zchunk = r->zchunk,
+				.prev_seq = prev_seq,
+				.prev_addr = prev_addr,
+				.prev_stack = prev_stack,
+				.first_seq = seq,
+				.first_order = order,
+				.tid = r->chunk_tid,
+			};
+			if (run_open)
+				src->runs[src->n_runs - 1].n_events += in_run;
+			in_run = 0;
+			r->record_at = run.off;
+			r->record_off = r->zchunk ? r->zchunk : r->record_at;
+			if (reports_vec_push(&src->runs, &src->n_runs, &r->cap_runs, &run,
+					     sizeof(run)) < 0) {
+				run_open = false;
+				res = nomem(r);
+				break;
+			}
+			run_open = true;
+		}
+		in_run++;
+		run_last = seq;
+		order++;
+		lo = seq < lo ? seq : lo;
+		hi = seq > hi ? seq : hi;
+		if (p >= end || (*p != CAPTURE_ALLOC && *p != CAPTURE_FREE))
+			break;
+		tag = *p++;
+	}
+	if (run_open)
+		src->runs[src->n_runs - 1].n_events += in_run;
+	uint64_t n = order - r->order;
+	if (n > 0) {
+		if (cap->n_events == 0 || lo < cap->events_first_seq)
+			cap->events_first_seq = lo;
+		if (cap->n_events == 0 || hi > cap->events_last_seq)
+			cap->events_last_seq = hi;
+		cap->n_events += n;
+	}
+	c->p = p;
+	r->prev_seq = seq;
+	r->prev_addr = addr;
+	r->prev_stack = stack;
+	r->run_last = run_last;
+	r->run_open = run_open;
+	r->order = order;
+	return res;
 }
 
 static int rec_stack(struct reader *r, struct cursor *c)
@@ -980,8 +1025,6 @@ static int read_record(struct reader *r, struct cursor *c)
 {
 	switch (c->tag) {
 	case CAPTURE_PROCESS: return rec_process(r, c);
-	case CAPTURE_ALLOC: return rec_event(r, c, true);
-	case CAPTURE_FREE: return rec_event(r, c, false);
 	case CAPTURE_STACK: return rec_stack(r, c);
 	case CAPTURE_MODULE: return rec_module(r, c);
 	case CAPTURE_UNLOAD: return rec_unload(r, c);
@@ -1024,7 +1067,9 @@ static int read_chunk(struct reader *r, uint64_t off, const uint8_t *payload, si
 		if (c.tag < 1 || c.tag > CAPTURE_TAG_MAX)
 			return fail(r, r->record_off, "corrupt capture: unknown record tag %d",
 				    c.tag);
-		int res = read_record(r, &c);
+		int res = c.tag == CAPTURE_ALLOC || c.tag == CAPTURE_FREE
+				  ? read_events(r, &c, payload, off)
+				  : read_record(r, &c);
 		if (res < 0)
 			return res;
 	}
@@ -1220,6 +1265,10 @@ static int read_all(struct reader *r)
 
 static void reader_free(struct reader *r)
 {
+	if (r->src) {
+		r->src->raw_dense = NULL;
+		r->src->n_raw_dense = 0;
+	}
 	free(r->raw);
 	free(r->raw_dense);
 	free(r->zbuf);

@@ -11,6 +11,8 @@
 
 #include <memprof/capture.h>
 
+struct reports_event;
+struct reports_events;
 struct reports_follow;
 struct reports_prepass;
 
@@ -173,7 +175,17 @@ struct reports_source {
 	struct reports_follow *follow;
 	uint64_t safe_seq;
 	bool raw_stacks;
+	/* the follower's raw slots of stack ids below n_raw_dense (UINT32_MAX
+	 * for none), so that the merge reads them without a call; NULL once
+	 * the follower is gone */
+	const uint32_t *raw_dense;
+	size_t n_raw_dense;
 };
+
+/* reports_events_next() for up to max events at once (the analysis's
+ * pass, which takes every event, spares a call per event): how many went
+ * to evs, 0 at the end, or a negative errno. */
+int reports_events_read(struct reports_events *it, struct reports_event *evs, size_t max);
 
 /* Reads what the followed capture of src gained, up to its next FLUSHED
  * record or, once reports_capture_follow_end() was called, its end; the

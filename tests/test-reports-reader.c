@@ -653,6 +653,57 @@ Test(reports_reader, chunk_whose_seqs_go_backwards_still_merges_in_order)
 	enc_finish(&e);
 }
 
+/* The reader takes a chunk's events a stretch at a time, up to the next
+ * other record: stretches broken by other records, a seq going backwards
+ * right after one, big addresses and sizes (long varints), and the run's
+ * delta state carried across them all come out as written, and so do the
+ * capture's counts. */
+Test(reports_reader, events_broken_by_other_records_keep_their_state)
+{
+	struct enc e;
+	enc_init(&e);
+	enc_chunk_begin(&e, 1);
+	enc_alloc(&e, 10, 0x7f0000001000, 100000, 2); /* stack 2 before its node */
+	enc_stack(&e, 1, 0, 0x10);
+	enc_stack(&e, 2, 1, 0x20);
+	enc_free(&e, 11, 0x7f0000001000);
+	enc_note(&e, 11, 1, "between");
+	enc_alloc(&e, 4, 0x100, (uint64_t)1 << 40, 1); /* backwards after a record */
+	enc_alloc(&e, 12, 0x7f0000002000, 24, 2);
+	enc_sample(&e, 5, 12);
+	enc_free(&e, 13, 0x100);
+	enc_chunk_end(&e);
+	enc_chunk_begin(&e, 2);
+	enc_note(&e, 1, 1, "first");
+	enc_free(&e, 3, 0x900);
+	enc_chunk_end(&e);
+	struct reports_capture *cap = load_ok(&e);
+	static const uint64_t seqs[] = { 3, 4, 10, 11, 12, 13 };
+	static const uint64_t addrs[] = { 0x900, 0x100, 0x7f0000001000, 0x7f0000001000,
+					  0x7f0000002000, 0x100 };
+	static const uint64_t sizes[] = { 0, (uint64_t)1 << 40, 100000, 0, 24, 0 };
+	cr_assert_eq(cap->n_events, 6);
+	cr_assert_eq(cap->events_first_seq, 3);
+	cr_assert_eq(cap->events_last_seq, 13);
+	for (size_t i = 0; i < 6; i++) {
+		cr_assert_eq(events[i].seq, seqs[i], "event %zu", i);
+		cr_assert_eq(events[i].addr, addrs[i], "event %zu", i);
+		cr_assert_eq(events[i].size, sizes[i], "event %zu", i);
+	}
+	cr_assert_eq(events[0].thread, 2);
+	cr_assert_eq(events[1].thread, 1);
+	/* stack 2 (0x20 called from 0x10), the same node from either stretch */
+	uint64_t ips[4];
+	cr_assert_eq(reports_stack_ips(cap, events[2].stack, ips, 4), 2);
+	cr_assert_eq(ips[0], 0x20);
+	cr_assert_eq(ips[1], 0x10);
+	cr_assert_eq(events[4].stack, events[2].stack);
+	cr_assert_eq(reports_stack_ips(cap, events[1].stack, ips, 4), 1);
+	cr_assert_eq(ips[0], 0x10);
+	reports_capture_destroy(cap);
+	enc_finish(&e);
+}
+
 /* Many threads' chunks interleaved in the file, each thread's seqs rising:
  * one pass merges them all, and passes can be open at once. */
 Test(reports_reader, many_interleaved_chunks_merge_and_passes_are_independent)
