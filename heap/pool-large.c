@@ -484,7 +484,8 @@ static enum pool_free_result classify(uintptr_t a, bool known_dead)
 	return known_dead ? POOL_FREE_DOUBLE : POOL_FREE_FOREIGN;
 }
 
-enum pool_free_result pool_large_free(void *ptr, uint32_t free_stack_id, size_t *size)
+enum pool_free_result pool_large_free(void *ptr, uint32_t free_stack_id, size_t *size,
+				      uint64_t *seq)
 {
 	uintptr_t a = (uintptr_t)ptr;
 	struct large_stripe *s = stripe_of(a);
@@ -497,6 +498,8 @@ enum pool_free_result pool_large_free(void *ptr, uint32_t free_stack_id, size_t 
 	if (free_stack_id)
 		n->free_stack_id = free_stack_id;
 	*size = n->size;
+	if (seq)
+		*seq = n->seq;
 	if (last_alloc.start_inv == ~a)
 		last_alloc.start_inv = 0;
 	n->live = false;
@@ -544,7 +547,7 @@ void *pool_large_realloc(void *ptr, size_t size, enum pool_free_result *bad)
 			return NULL;
 		memcpy(q, ptr, old_size < size ? old_size : size);
 		size_t freed;
-		pool_large_free(ptr, 0, &freed);
+		pool_large_free(ptr, 0, &freed, NULL);
 		return q;
 	}
 	/* Detach the node (keeping it, so that re-tracking cannot fail),

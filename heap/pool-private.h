@@ -216,7 +216,10 @@ void pool_arena_own_ranges(void (*fn)(uintptr_t lo, uintptr_t hi, void *arg), vo
 /* ---- pool-large.c: blocks served by the raw allocator -------------------- */
 
 void *pool_large_alloc(size_t size, size_t alignment, bool zero);
-enum pool_free_result pool_large_free(void *ptr, uint32_t free_stack_id, size_t *size);
+/* *size gets the freed block's requested size, *seq (when seq is not NULL)
+ * the allocation seq pool_block_set_owner() gave it. */
+enum pool_free_result pool_large_free(void *ptr, uint32_t free_stack_id, size_t *size,
+				      uint64_t *seq);
 void *pool_large_realloc(void *ptr, size_t size, enum pool_free_result *bad);
 bool pool_large_lookup(uintptr_t addr, struct pool_block *out, bool any);
 size_t pool_large_usable(const void *ptr);

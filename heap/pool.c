@@ -644,7 +644,7 @@ enum pool_free_result pool_free(void *ptr)
 	size_t size;
 	if (POOL_LIKELY(ar))
 		return small_free(ar, addr, 0, &size, NULL);
-	return pool_large_free(ptr, 0, &size);
+	return pool_large_free(ptr, 0, &size, NULL);
 }
 
 enum pool_free_result pool_free_traced(void *ptr, uint32_t free_stack_id, size_t *size,
@@ -659,12 +659,7 @@ enum pool_free_result pool_free_traced(void *ptr, uint32_t free_stack_id, size_t
 	struct pool_arena *ar = pool_arena_of(addr);
 	if (POOL_LIKELY(ar))
 		return small_free(ar, addr, free_stack_id, size, seq);
-	/* a large block's seq is not on the free path: one more lookup, on a
-	 * path that unmaps or caches the block anyway */
-	struct pool_block blk;
-	if (pool_large_lookup(addr, &blk, false) && blk.start == ptr)
-		*seq = blk.seq;
-	enum pool_free_result r = pool_large_free(ptr, free_stack_id, size);
+	enum pool_free_result r = pool_large_free(ptr, free_stack_id, size, seq);
 	*large = r == POOL_FREE_OK;
 	return r;
 }
