@@ -571,12 +571,6 @@ struct live {
 	int res;
 };
 
-static void live_sleep(void)
-{
-	struct timespec ts = { 0, 5000000L };
-	nanosleep(&ts, NULL);
-}
-
 static void *live_main(void *arg)
 {
 	struct live *l = arg;
@@ -591,7 +585,7 @@ static void *live_main(void *arg)
 			l->res = -ENOENT;
 			return NULL;
 		}
-		live_sleep();
+		reports_growing_wait();
 	}
 	struct reports_capture *cap = NULL;
 	struct reports_error err;

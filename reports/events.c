@@ -492,6 +492,22 @@ static void release_behind(struct reports_events *it)
 	}
 }
 
+/* An event went out: every RELEASE_EVERY, the pages behind go back. */
+static inline void count_out(struct reports_events *it)
+{
+	if ((++it->emitted & (RELEASE_EVERY - 1)) == 0)
+		release_behind(it);
+}
+
+/* Whether the leading top, having given prev and decoded next (res:
+ * decode_event()'s), still leads: next is the event after prev. */
+static inline bool keeps_lead(const struct reports_events *it, int res,
+			      const struct reports_event *prev, const struct reports_event *next)
+{
+	return res > 0 && next->seq >= prev->seq &&
+	       key_before(next->seq, next->order, it->bound_seq, it->bound_order);
+}
+
 /* Whether the heap's top leads (see struct reports_events), after the
  * heap changed: the bound taken again. */
 static bool take_lead(struct reports_events *it)
@@ -540,8 +556,7 @@ static int settle(struct reports_events *it, const struct reports_event *ev, int
 	if (it->n_heap > 0)
 		sift_down(it, 0);
 	it->lead = take_lead(it);
-	if ((++it->emitted & (RELEASE_EVERY - 1)) == 0)
-		release_behind(it);
+	count_out(it);
 	return 1;
 }
 
@@ -566,10 +581,8 @@ int reports_events_next(struct reports_events *it, struct reports_event *ev)
 		int res = take_top(it, ev);
 		if (res < 0)
 			return res;
-		if (res > 0 && c->ev.seq >= ev->seq &&
-		    key_before(c->ev.seq, c->ev.order, it->bound_seq, it->bound_order)) {
-			if ((++it->emitted & (RELEASE_EVERY - 1)) == 0)
-				release_behind(it);
+		if (keeps_lead(it, res, ev, &c->ev)) {
+			count_out(it);
 			return 1;
 		}
 		it->lead = false;
@@ -642,8 +655,7 @@ int reports_events_read(struct reports_events *it, struct reports_event *evs, si
 				return res;
 			nx->order = ev->order + 1;
 			nx->thread = ev->thread;
-			keep = res > 0 && nx->seq >= ev->seq &&
-			       key_before(nx->seq, nx->order, it->bound_seq, it->bound_order);
+			keep = keeps_lead(it, res, ev, nx);
 			bool release = keep && ((it->emitted + 1) & (RELEASE_EVERY - 1)) == 0;
 			if (!keep || release || n == max) {
 				c->p = p;
@@ -654,8 +666,8 @@ int reports_events_read(struct reports_events *it, struct reports_event *evs, si
 				if (!c->buf)
 					c->off = (uint64_t)(at - src->data);
 			}
-			if (keep && (++it->emitted & (RELEASE_EVERY - 1)) == 0)
-				release_behind(it);
+			if (keep)
+				count_out(it);
 		} while (keep && n < max);
 		if (keep)
 			return (int)n; /* c->ev holds the next (nx was c->ev) */

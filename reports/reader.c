@@ -155,6 +155,14 @@ __attribute__((format(printf, 3, 4))) static int fail(struct reader *r, uint64_t
 	return -EINVAL;
 }
 
+/* The record being read starts at at (in the file, or in a zchunk's
+ * records: then errors name the chunk). */
+static void record_here(struct reader *r, uint64_t at)
+{
+	r->record_at = at;
+	r->record_off = r->zchunk ? r->zchunk : at;
+}
+
 static int nomem(struct reader *r)
 {
 	if (r->err) {
@@ -594,8 +602,7 @@ static int read_events(struct reader *r, struct cursor *c, const uint8_t *payloa
 		if (reports_get_u64(&p, end, &dseq) < 0 || reports_get_u64(&p, end, &zaddr) < 0 ||
 		    (alloc && (reports_get_u64(&p, end, &size) < 0 ||
 			       reports_get_u64(&p, end, &id) < 0))) {
-			r->record_at = off + (uint64_t)(rec - payload);
-			r->record_off = r->zchunk ? r->zchunk : r->record_at;
+			record_here(r, off + (uint64_t)(rec - payload));
 			res = overrun(r, c);
 			break;
 		}
@@ -608,8 +615,7 @@ static int read_events(struct reader *r, struct cursor *c, const uint8_t *payloa
 		 * (known ids, the common case, looked up without the call) */
 		if (alloc && !(id != 0 && id < r->n_dense && r->raw_dense[id] != NO_INDEX)) {
 			uint32_t slot;
-			r->record_at = off + (uint64_t)(rec - payload);
-			r->record_off = r->zchunk ? r->zchunk : r->record_at;
+			record_here(r, off + (uint64_t)(rec - payload));
 			if ((res = raw_slot(r, id, &slot)) < 0)
 				break;
 		}
@@ -628,8 +634,7 @@ static int read_events(struct reader *r, struct cursor *c, const uint8_t *payloa
 			if (run_open)
 				src->runs[src->n_runs - 1].n_events += in_run;
 			in_run = 0;
-			r->record_at = run.off;
-			r->record_off = r->zchunk ? r->zchunk : r->record_at;
+			record_here(r, run.off);
 			if (reports_vec_push(&src->runs, &src->n_runs, &r->cap_runs, &run,
 					     sizeof(run)) < 0) {
 				run_open = false;
@@ -1060,9 +1065,7 @@ static int read_chunk(struct reader *r, uint64_t off, const uint8_t *payload, si
 	r->run_open = false;
 	r->chunk_end = off + len;
 	while (c.p < c.end) {
-		/* in a zchunk, offsets are in its records; errors name the chunk */
-		r->record_at = off + (uint64_t)(c.p - payload);
-		r->record_off = r->zchunk ? r->zchunk : r->record_at;
+		record_here(r, off + (uint64_t)(c.p - payload));
 		c.tag = *c.p++;
 		if (c.tag < 1 || c.tag > CAPTURE_TAG_MAX)
 			return fail(r, r->record_off, "corrupt capture: unknown record tag %d",

@@ -117,8 +117,6 @@ int reports_growing_open(struct reports_growing *g, const char *path);
 /* Maps what the file gained since.  0, -EIO when it shrank, -EFBIG past
  * the range, -errno. */
 int reports_growing_update(struct reports_growing *g);
-/* Waits a little for the file to grow (a follower that found nothing new). */
-void reports_growing_wait(void);
 /* Closes the file; unmaps the range too unless keep_map. */
 void reports_growing_close(struct reports_growing *g, bool keep_map);
 /* The size of the range (for munmap). */

@@ -300,6 +300,9 @@ int reports_capture_follow(const char *path, struct reports_capture **out,
 /* Returns how many events the pass has taken so far. */
 uint64_t reports_capture_follow_end(struct reports_capture *cap);
 int reports_analysis_prepass(struct reports_capture *cap);
+/* The pause of a follower that found nothing new (the file not grown, or
+ * not there yet): a few milliseconds. */
+void reports_growing_wait(void);
 
 /* Writes the capture at src to a new file dst (which must not exist) with
  * its chunks compressed (compress.c).  0, -EINVAL when src is not a
