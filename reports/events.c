@@ -21,10 +21,13 @@
  * (reports_source_release), so a pass over a capture of any size stays
  * within a few chunks' worth of memory.
  *
- * A run in a zchunk (compressed records) is decompressed when it opens
- * into a buffer of its cursor, freed when the run is over; a pass refuses
- * to hold more than ZBUF_LIMIT bytes of them at once (only a hostile
- * capture, with thousands of runs overlapping in seq, would).
+ * A run in a zchunk (compressed records) or a zgroup (compressed chunks)
+ * is read from the zchunk or zgroup decompressed when the run opens, in a
+ * buffer shared by the cursors of the runs in it and kept a while after
+ * the last is over (ZIDLE_MAX of them), for the next run in it: a zgroup
+ * holds the runs of a few dozen chunks, read one after the other.  A pass
+ * refuses to hold more than ZBUF_LIMIT bytes of them at once (only a
+ * hostile capture, with thousands of runs overlapping in seq, would).
  *
  * The reader checked every record once; a pass decodes again defensively
  * and answers -EIO if the bytes are no longer what the reader saw (the
@@ -51,6 +54,8 @@
 #define RELEASE_MIN (16u << 20)
 /* Most decompressed bytes a pass holds at once. */
 #define ZBUF_LIMIT ((size_t)256 << 20)
+/* Decompressed buffers no cursor reads that a pass keeps. */
+#define ZIDLE_MAX 4u
 
 /* ---- the source ------------------------------------------------------- */
 
@@ -223,8 +228,16 @@ struct cursor {
 	uint64_t prev_seq, prev_addr, prev_stack;
 	uint64_t left; /* events of the run not yet decoded */
 	uint64_t off;  /* file offset of p, for giving pages back */
-	uint8_t *buf;  /* a zchunk's records, decompressed (or NULL) */
-	size_t buf_len;
+	struct zbuf *zb; /* the run's zchunk or zgroup, decompressed (or NULL) */
+};
+
+/* A zchunk's records or a zgroup's chunks, decompressed. */
+struct zbuf {
+	uint64_t at; /* file offset of the zchunk or zgroup */
+	uint8_t *data;
+	size_t len, cap;
+	size_t refs;   /* cursors reading it */
+	uint64_t idle; /* when the last one let it go (reports_events.zclock) */
 };
 
 struct reports_events {
@@ -239,7 +252,10 @@ struct reports_events {
 	size_t next_run;   /* the first run not opened yet */
 	uint64_t emitted;
 	uint64_t released; /* file offset below which pages went back */
-	size_t zheld;      /* bytes of the cursors' buffers */
+	struct zbuf **zbufs; /* read by a cursor, or idle */
+	size_t n_zbufs, cap_zbufs, n_idle;
+	uint64_t zclock;
+	size_t zheld;      /* bytes of their data */
 	ZSTD_DCtx *zctx;
 	/* While lead is set, the heap's top comes before (bound_seq,
 	 * bound_order): its children's keys, the next run's first, safe_seq.
@@ -372,8 +388,11 @@ void reports_events_close(struct reports_events *it)
 {
 	if (!it)
 		return;
-	for (size_t i = 0; i < it->n_cur; i++)
-		free(it->cur[i].buf);
+	for (size_t i = 0; i < it->n_zbufs; i++) {
+		free(it->zbufs[i]->data);
+		free(it->zbufs[i]);
+	}
+	free(it->zbufs);
 	ZSTD_freeDCtx(it->zctx);
 	free(it->cur);
 	free(it->free_slots);
@@ -381,45 +400,120 @@ void reports_events_close(struct reports_events *it)
 	free(it);
 }
 
-static void drop_buf(struct reports_events *it, struct cursor *c)
+/* Frees zbufs[i] (no cursor reads it). */
+static void zbuf_evict(struct reports_events *it, size_t i)
 {
-	if (!c->buf)
-		return;
-	it->zheld -= c->buf_len;
-	free(c->buf);
-	c->buf = NULL;
-	c->buf_len = 0;
+	struct zbuf *z = it->zbufs[i];
+	it->zheld -= z->len;
+	it->n_idle--;
+	free(z->data);
+	free(z);
+	it->zbufs[i] = it->zbufs[--it->n_zbufs];
 }
 
-/* Decompresses the zchunk of a run into the cursor's buffer. */
-static int unpack(struct reports_events *it, const struct reports_run *run, struct cursor *c)
+/* The index of the idle buffer let go longest ago, SIZE_MAX if none. */
+static size_t zbuf_oldest_idle(const struct reports_events *it)
+{
+	size_t oldest = SIZE_MAX;
+	for (size_t i = 0; i < it->n_zbufs; i++)
+		if (it->zbufs[i]->refs == 0 &&
+		    (oldest == SIZE_MAX || it->zbufs[i]->idle < it->zbufs[oldest]->idle))
+			oldest = i;
+	return oldest;
+}
+
+/* Frees the idle buffer let go longest ago; false if there is none. */
+static bool zbuf_evict_oldest(struct reports_events *it)
+{
+	size_t oldest = zbuf_oldest_idle(it);
+	if (oldest == SIZE_MAX)
+		return false;
+	zbuf_evict(it, oldest);
+	return true;
+}
+
+static void drop_buf(struct reports_events *it, struct cursor *c)
+{
+	struct zbuf *z = c->zb;
+	if (!z)
+		return;
+	c->zb = NULL;
+	if (--z->refs > 0)
+		return;
+	z->idle = ++it->zclock;
+	if (++it->n_idle > ZIDLE_MAX)
+		zbuf_evict_oldest(it);
+}
+
+/* The zchunk or zgroup at file offset at, decompressed, for a cursor:
+ * the buffer already made if there is one. */
+static int zbuf_take(struct reports_events *it, uint64_t at, struct zbuf **out)
 {
 	const struct reports_source *src = it->src;
-	uint64_t at = run->zchunk;
+	for (size_t i = 0; i < it->n_zbufs; i++) {
+		struct zbuf *z = it->zbufs[i];
+		if (z->at != at)
+			continue;
+		if (z->refs++ == 0)
+			it->n_idle--;
+		*out = z;
+		return 0;
+	}
 	if (at > src->len || src->len - at < CAPTURE_CHUNK_HEADER_SIZE + 4)
 		return -EIO;
 	const uint8_t *h = src->data + at;
-	uint32_t plen = reports_le32(h + 4);
+	uint32_t magic = reports_le32(h), plen = reports_le32(h + 4);
 	const uint8_t *payload = h + CAPTURE_CHUNK_HEADER_SIZE;
 	if (plen < 4 || plen > src->len - at - CAPTURE_CHUNK_HEADER_SIZE)
 		return -EIO;
 	uint32_t raw = reports_le32(payload);
-	if (raw > CAPTURE_ZCHUNK_RAW_MAX)
+	if (raw > (magic == CAPTURE_ZGROUP_MAGIC ? CAPTURE_ZGROUP_RAW_MAX : CAPTURE_ZCHUNK_RAW_MAX))
 		return -EIO;
-	if (it->zheld + raw > ZBUF_LIMIT)
-		return -ENOMEM;
+	while (it->zheld + raw > ZBUF_LIMIT)
+		if (!zbuf_evict_oldest(it))
+			return -ENOMEM;
 	if (!it->zctx && !(it->zctx = ZSTD_createDCtx()))
 		return -ENOMEM;
-	c->buf = malloc(raw ? raw : 1);
-	if (!c->buf)
+	/* the idle buffer let go longest ago makes room when they are as
+	 * many as are kept (no allocation at every run) */
+	struct zbuf *z = NULL;
+	if (it->n_idle >= ZIDLE_MAX) {
+		size_t oldest = zbuf_oldest_idle(it);
+		z = it->zbufs[oldest];
+		it->zbufs[oldest] = it->zbufs[--it->n_zbufs];
+		it->n_idle--;
+		it->zheld -= z->len;
+		z->len = 0;
+	}
+	if (!z && !(z = calloc(1, sizeof(*z))))
 		return -ENOMEM;
-	c->buf_len = raw;
-	it->zheld += raw;
-	size_t got = ZSTD_decompressDCtx(it->zctx, c->buf, raw, payload + 4, plen - 4);
+	if (z->cap < raw) {
+		uint8_t *d = realloc(z->data, raw);
+		if (!d) {
+			free(z->data);
+			free(z);
+			return -ENOMEM;
+		}
+		z->data = d;
+		z->cap = raw;
+	}
+	if (reports_vec_push(&it->zbufs, &it->n_zbufs, &it->cap_zbufs, &z, sizeof(z)) < 0) {
+		free(z->data);
+		free(z);
+		return -ENOMEM;
+	}
+	size_t got = ZSTD_decompressDCtx(it->zctx, z->data, raw, payload + 4, plen - 4);
 	if (ZSTD_isError(got) || got != raw) {
-		drop_buf(it, c);
+		free(z->data);
+		free(z);
+		it->n_zbufs--;
 		return -EIO;
 	}
+	z->at = at;
+	z->len = raw;
+	z->refs = 1;
+	it->zheld += raw;
+	*out = z;
 	return 0;
 }
 
@@ -446,13 +540,15 @@ static int open_run(struct reports_events *it, size_t i)
 		.left = run->n_events,
 		.off = reports_run_need(run),
 	};
-	int res = run->zchunk ? unpack(it, run, c) : 0;
+	int res = run->zchunk ? zbuf_take(it, run->zchunk, &c->zb) : 0;
 	if (res < 0)
 		return res;
-	const uint8_t *base = c->buf ? c->buf : src->data;
-	size_t len = c->buf ? c->buf_len : src->len;
-	if (run->off > len || run->end > len || run->off > run->end)
+	const uint8_t *base = c->zb ? c->zb->data : src->data;
+	size_t len = c->zb ? c->zb->len : src->len;
+	if (run->off > len || run->end > len || run->off > run->end) {
+		drop_buf(it, c);
 		return -EIO;
+	}
 	c->p = base + run->off;
 	c->end = base + run->end;
 	c->ev.order = run->first_order - 1; /* advance() counts it up (wrapping) */
@@ -565,7 +661,7 @@ static inline int take_top(struct reports_events *it, struct reports_event *ev)
 {
 	struct cursor *c = &it->cur[it->heap[0]];
 	*ev = c->ev;
-	if (!c->buf)
+	if (!c->zb)
 		c->off = (uint64_t)(c->p - it->src->data);
 	return advance(it->src, c);
 }
@@ -663,7 +759,7 @@ int reports_events_read(struct reports_events *it, struct reports_event *evs, si
 				c->prev_seq = seq;
 				c->prev_addr = addr;
 				c->prev_stack = stack;
-				if (!c->buf)
+				if (!c->zb)
 					c->off = (uint64_t)(at - src->data);
 			}
 			if (keep)

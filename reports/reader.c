@@ -86,8 +86,10 @@ struct reader {
 	bool run_open;      /* the chunk's current run can take one more event */
 	uint64_t run_last;  /* seq of the run's last event */
 	uint64_t chunk_end; /* file offset where the current chunk ends */
-	uint64_t zchunk;    /* file offset of the current zchunk, 0 for a chunk */
-	uint8_t *zbuf;      /* a zchunk's records, decompressed */
+	uint64_t zchunk;    /* file offset of the current zchunk or zgroup, 0 for
+			       a chunk in the file */
+	uint8_t *zbuf;      /* a zchunk's records or a zgroup's chunks, decompressed */
+	size_t zbuf_cap;
 	ZSTD_DCtx *zctx;
 
 	/* canonical nodes: open addressing (linear probing) over slots of
@@ -1079,18 +1081,26 @@ static int read_chunk(struct reader *r, uint64_t off, const uint8_t *payload, si
 	return 0;
 }
 
-/* Decompresses the records of a zchunk (checksum checked) into r->zbuf. */
+/* Decompresses the payload of a zchunk or zgroup (checksum checked), at
+ * most max bytes, into r->zbuf. */
 static int unpack(struct reader *r, uint64_t off, const uint8_t *payload, size_t plen,
-		  size_t *raw_len)
+		  uint32_t max, size_t *raw_len)
 {
 	if (plen < 4)
 		return fail(r, off, "corrupt capture: compressed chunk of %zu bytes", plen);
 	uint32_t want = reports_le32(payload);
-	if (want > CAPTURE_ZCHUNK_RAW_MAX)
+	if (want > max)
 		return fail(r, off, "corrupt capture: compressed chunk of %u bytes of records "
-			    "(at most %u)", want, CAPTURE_ZCHUNK_RAW_MAX);
-	if (!r->zbuf && !(r->zbuf = malloc(CAPTURE_ZCHUNK_RAW_MAX)))
-		return nomem(r);
+			    "(at most %u)", want, max);
+	if (r->zbuf_cap < want) {
+		size_t cap = want > CAPTURE_ZCHUNK_RAW_MAX ? CAPTURE_ZGROUP_RAW_MAX
+							   : CAPTURE_ZCHUNK_RAW_MAX;
+		uint8_t *b = realloc(r->zbuf, cap);
+		if (!b)
+			return nomem(r);
+		r->zbuf = b;
+		r->zbuf_cap = cap;
+	}
 	if (!r->zctx && !(r->zctx = ZSTD_createDCtx()))
 		return nomem(r);
 	size_t got = ZSTD_decompressDCtx(r->zctx, r->zbuf, want, payload + 4, plen - 4);
@@ -1098,6 +1108,39 @@ static int unpack(struct reader *r, uint64_t off, const uint8_t *payload, size_t
 		return fail(r, off, "corrupt capture: compressed chunk does not decompress to "
 			    "its %u bytes of records", want);
 	*raw_len = got;
+	return 0;
+}
+
+/* Reads the chunks of a zgroup, decompressed in r->zbuf[0, len): each as
+ * if it stood in the file (offsets are in the group's bytes). */
+static int read_group(struct reader *r, uint64_t off, size_t len)
+{
+	const uint8_t *g = r->zbuf;
+	size_t at = 0;
+	while (at < len) {
+		if (len - at < CAPTURE_CHUNK_HEADER_SIZE)
+			return fail(r, off, "corrupt capture: a compressed group ends inside a "
+				    "chunk header");
+		const uint8_t *h = g + at;
+		uint32_t magic = reports_le32(h), plen = reports_le32(h + 4);
+		if (magic != CAPTURE_CHUNK_MAGIC)
+			return fail(r, off, "corrupt capture: bad chunk magic 0x%08x in a "
+				    "compressed group", magic);
+		if (plen > len - at - CAPTURE_CHUNK_HEADER_SIZE)
+			return fail(r, off, "corrupt capture: a compressed group ends inside a "
+				    "chunk");
+		const uint8_t *payload = h + CAPTURE_CHUNK_HEADER_SIZE;
+		uint32_t sum = reports_le32(h + 12), want = capture_checksum(payload, plen);
+		if (want != sum)
+			return fail(r, off, "corrupt capture: chunk checksum mismatch in a "
+				    "compressed group (stored 0x%08x, computed 0x%08x)", sum, want);
+		r->chunk_tid = reports_le32(h + 8);
+		int res = read_chunk(r, at + CAPTURE_CHUNK_HEADER_SIZE, payload, plen);
+		if (res < 0)
+			return res;
+		r->cap->n_chunks++;
+		at += CAPTURE_CHUNK_HEADER_SIZE + (size_t)plen;
+	}
 	return 0;
 }
 
@@ -1117,7 +1160,8 @@ static int read_chunks(struct reader *r, bool final)
 		}
 		const uint8_t *h = r->data + off;
 		uint32_t magic = reports_le32(h), plen = reports_le32(h + 4), sum = reports_le32(h + 12);
-		if (magic != CAPTURE_CHUNK_MAGIC && magic != CAPTURE_ZCHUNK_MAGIC)
+		if (magic != CAPTURE_CHUNK_MAGIC && magic != CAPTURE_ZCHUNK_MAGIC &&
+		    (magic != CAPTURE_ZGROUP_MAGIC || r->version < CAPTURE_ZGROUP_VERSION))
 			return fail(r, off, "corrupt capture: bad chunk magic 0x%08x", magic);
 		if (plen > CAPTURE_CHUNK_MAX)
 			return fail(r, off, "corrupt capture: chunk of %u bytes (at most %u)", plen,
@@ -1137,19 +1181,27 @@ static int read_chunks(struct reader *r, bool final)
 				    sum, want);
 		r->chunk_tid = reports_le32(h + 8);
 		int res;
-		if (magic == CAPTURE_ZCHUNK_MAGIC) {
+		if (magic == CAPTURE_ZGROUP_MAGIC) {
 			size_t raw_len = 0;
-			if ((res = unpack(r, off, payload, plen, &raw_len)) < 0)
+			if ((res = unpack(r, off, payload, plen, CAPTURE_ZGROUP_RAW_MAX, &raw_len)) < 0)
+				return res;
+			r->zchunk = off;
+			res = read_group(r, off, raw_len);
+			r->zchunk = 0;
+		} else if (magic == CAPTURE_ZCHUNK_MAGIC) {
+			size_t raw_len = 0;
+			if ((res = unpack(r, off, payload, plen, CAPTURE_ZCHUNK_RAW_MAX, &raw_len)) < 0)
 				return res;
 			r->zchunk = off;
 			res = read_chunk(r, 0, r->zbuf, raw_len);
 			r->zchunk = 0;
+			cap->n_chunks++;
 		} else {
 			res = read_chunk(r, off + CAPTURE_CHUNK_HEADER_SIZE, payload, plen);
+			cap->n_chunks++;
 		}
 		if (res < 0)
 			return res;
-		cap->n_chunks++;
 		off += CAPTURE_CHUNK_HEADER_SIZE + plen;
 		r->off = off;
 		if (!r->src->follow)

@@ -100,23 +100,41 @@ static inline void enc_chunk_end(struct enc *e)
 	enc_put_u32_at(e, e->chunk_start + 12, capture_checksum(e->buf + payload, e->len - payload));
 }
 
-/* Ends the chunk as a zchunk: its records compressed with zstd. */
-static inline void enc_zchunk_end(struct enc *e)
+/* Replaces the bytes from offset from on by head[0, head_len), their
+ * length (u32) and their zstd frame. */
+static inline void enc_frame(struct enc *e, size_t from, const void *head, size_t head_len)
 {
-	size_t payload = e->chunk_start + CAPTURE_CHUNK_HEADER_SIZE;
-	size_t raw_len = e->len - payload;
+	size_t raw_len = e->len - from;
 	uint8_t *raw = malloc(raw_len ? raw_len : 1);
 	size_t bound = ZSTD_compressBound(raw_len);
 	uint8_t *z = malloc(bound);
-	memcpy(raw, e->buf + payload, raw_len);
+	memcpy(raw, e->buf + from, raw_len);
 	size_t zlen = ZSTD_compress(z, bound, raw, raw_len, 1);
-	e->len = payload;
+	e->len = from;
+	enc_bytes(e, head, head_len);
 	enc_u32(e, (uint32_t)raw_len);
 	enc_bytes(e, z, zlen);
-	enc_put_u32_at(e, e->chunk_start, CAPTURE_ZCHUNK_MAGIC);
-	enc_chunk_end(e);
 	free(raw);
 	free(z);
+}
+
+/* Ends the chunk as a zchunk: its records compressed with zstd. */
+static inline void enc_zchunk_end(struct enc *e)
+{
+	enc_frame(e, e->chunk_start + CAPTURE_CHUNK_HEADER_SIZE, NULL, 0);
+	enc_put_u32_at(e, e->chunk_start, CAPTURE_ZCHUNK_MAGIC);
+	enc_chunk_end(e);
+}
+
+/* Turns the whole chunks written since start (an offset in e->buf) into
+ * one zgroup (version 4): the chunks, headers and all, in one zstd frame. */
+static inline void enc_group(struct enc *e, size_t start)
+{
+	uint8_t head[CAPTURE_CHUNK_HEADER_SIZE] = { 0 };
+	enc_frame(e, start, head, sizeof(head));
+	e->chunk_start = start;
+	enc_put_u32_at(e, start, CAPTURE_ZGROUP_MAGIC);
+	enc_chunk_end(e);
 }
 
 static inline void enc_u(struct enc *e, uint64_t v)

@@ -836,6 +836,201 @@ Test(reports_reader, damaged_compressed_chunk_is_an_error_at_its_offset)
 	enc_finish(&e);
 }
 
+/* Writes the capture to a new file named after the template src and
+ * compresses it, as memprof run does, to src.z (dst). */
+static void compress_temp(const struct enc *e, char *src, char *dst, size_t size)
+{
+	struct reports_error err;
+	close(temp_capture(e, src));
+	snprintf(dst, size, "%s.z", src);
+	cr_assert_eq(reports_capture_compress(src, dst, &err), 0, "%s", err.message);
+}
+
+/* Several threads' chunks, each thread's seqs rising, dealt round robin,
+ * with thread 7's one long chunk (seqs across the whole capture) last:
+ * enough records for several zgroups when compressed, a run open across
+ * all of them. */
+static void build_many_chunks(struct enc *e, uint64_t *n_events)
+{
+	enum { THREADS = 6, CHUNKS = 60, PER = 4000 };
+	enc_init(e);
+	enc_chunk_begin(e, 1);
+	enc_stack(e, 1, 0, 0x4400);
+	enc_chunk_end(e);
+	uint64_t seq = 1;
+	for (int c = 0; c < CHUNKS; c++) {
+		for (int t = 0; t < THREADS; t++) {
+			enc_chunk_begin(e, (uint32_t)t + 1);
+			for (int k = 0; k < PER; k++, seq++) {
+				if (k % 100 == 99)
+					seq++; /* thread 7's */
+				enc_alloc(e, seq, 0x100000 * (uint64_t)(t + 1) + 16 * seq, 8 + seq % 200,
+					  1);
+			}
+			enc_chunk_end(e);
+		}
+	}
+	enc_chunk_begin(e, 7);
+	for (uint64_t s = 100; s < seq; s += 101)
+		enc_free(e, s, 0x100000 + 16 * s);
+	enc_chunk_end(e);
+	enc_chunk_begin(e, 1);
+	enc_end(e, 1000, seq, CAPTURE_END_EXIT, 0, 0);
+	enc_chunk_end(e);
+	*n_events = 0;
+	struct reports_capture *cap = load_ok(e);
+	*n_events = cap->n_events;
+	reports_capture_destroy(cap);
+}
+
+/* memprof run's rewrite: plain chunks gathered into zgroups, read back to
+ * the same events in the same order, pass after pass. */
+Test(reports_reader, compressed_groups_read_like_plain_chunks)
+{
+	struct enc e;
+	uint64_t n;
+	build_many_chunks(&e, &n);
+	struct reports_event *plain = events;
+	events = NULL;
+	char src[] = "/tmp/memprof-test-group-XXXXXX", dst[sizeof(src) + 4];
+	struct reports_error err;
+	compress_temp(&e, src, dst, sizeof(dst));
+	struct reports_capture *cap = NULL;
+	cr_assert_eq(reports_capture_load_file(dst, &cap, &err), 0, "%s", err.message);
+	cr_assert_eq(cap->n_events, n);
+	/* version 4, zgroups only, several of them, much smaller */
+	FILE *f = fopen(dst, "rb");
+	cr_assert_not_null(f);
+	uint8_t *data = malloc(e.len);
+	size_t len = fread(data, 1, e.len, f);
+	fclose(f);
+	cr_assert_eq(reports_le32(data + 8), CAPTURE_ZGROUP_VERSION);
+	size_t groups = 0, raw = CAPTURE_HEADER_SIZE;
+	for (size_t off = CAPTURE_HEADER_SIZE; off < len;) {
+		cr_assert_eq(reports_le32(data + off), CAPTURE_ZGROUP_MAGIC, "at %zu", off);
+		raw += reports_le32(data + off + CAPTURE_CHUNK_HEADER_SIZE);
+		groups++;
+		off += CAPTURE_CHUNK_HEADER_SIZE + reports_le32(data + off + 4);
+	}
+	cr_assert_eq(raw, e.len, "the groups hold every chunk");
+	cr_assert_geq(groups, 5); /* more than the idle buffers a pass keeps */
+	cr_assert_lt(len * 4, e.len);
+	cr_assert_eq(cap->n_chunks, 6 * 60 + 3);
+	for (int pass = 0; pass < 2; pass++) {
+		struct reports_event *v = collect(cap);
+		for (size_t i = 0; i < n; i++) {
+			cr_assert_eq(v[i].seq, plain[i].seq, "pass %d event %zu", pass, i);
+			cr_assert_eq(v[i].addr, plain[i].addr);
+			cr_assert_eq(v[i].kind, plain[i].kind);
+			cr_assert_eq(v[i].size, plain[i].size);
+			cr_assert_eq(v[i].thread, plain[i].thread);
+		}
+		free(v);
+	}
+	/* compressing it again changes nothing */
+	char again[sizeof(dst) + 2];
+	snprintf(again, sizeof(again), "%s.z", dst);
+	cr_assert_eq(reports_capture_compress(dst, again, &err), 0, "%s", err.message);
+	f = fopen(again, "rb");
+	uint8_t *data2 = malloc(len + 1);
+	cr_assert_eq(fread(data2, 1, len + 1, f), len);
+	fclose(f);
+	cr_assert_eq(memcmp(data, data2, len), 0);
+	reports_capture_destroy(cap);
+	unlink(src);
+	unlink(dst);
+	unlink(again);
+	free(data);
+	free(data2);
+	free(plain);
+	enc_finish(&e);
+}
+
+/* Version 3 records in version 4 captures: a rewrite of a version 2
+ * capture keeps its version and makes zchunks, never zgroups. */
+Test(reports_reader, version_2_captures_are_compressed_chunk_by_chunk)
+{
+	struct enc e;
+	build_two_threads_version(&e, 2);
+	char src[] = "/tmp/memprof-test-group-XXXXXX", dst[sizeof(src) + 4];
+	struct reports_error err;
+	compress_temp(&e, src, dst, sizeof(dst));
+	FILE *f = fopen(dst, "rb");
+	uint8_t head[CAPTURE_HEADER_SIZE + 4];
+	cr_assert_eq(fread(head, 1, sizeof(head), f), sizeof(head));
+	fclose(f);
+	cr_assert_eq(reports_le32(head + 8), 2);
+	cr_assert_neq(reports_le32(head + CAPTURE_HEADER_SIZE), CAPTURE_ZGROUP_MAGIC);
+	struct reports_capture *cap = NULL;
+	cr_assert_eq(reports_capture_load_file(dst, &cap, &err), 0, "%s", err.message);
+	cr_assert_eq(cap->n_events, 6);
+	reports_capture_destroy(cap);
+	unlink(src);
+	unlink(dst);
+	enc_finish(&e);
+}
+
+/* A zgroup is whole plain chunks or corruption, each said at the group's
+ * offset; and only version 4 has zgroups. */
+Test(reports_reader, damaged_groups_are_errors_at_their_offset)
+{
+	struct enc e;
+	struct reports_error err;
+	size_t at = CAPTURE_HEADER_SIZE;
+	const struct {
+		int damage;
+		const char *says;
+	} cases[] = {
+		{ 0, "bad chunk magic" },         /* a zgroup in a version 3 capture */
+		{ 1, "ends inside a chunk header" },
+		{ 2, "ends inside a chunk" },
+		{ 3, "bad chunk magic 0x5a43504d in a compressed group" },
+		{ 4, "checksum mismatch in a compressed group" },
+		{ 5, "at most" },
+		{ 6, "does not decompress" },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		enc_init_version(&e, cases[i].damage == 0 ? 3 : CAPTURE_VERSION);
+		enc_chunk_begin(&e, 1);
+		for (uint64_t s = 1; s <= 100; s++)
+			enc_alloc(&e, s, 0x1000 * s, 8, 0);
+		if (cases[i].damage == 3)
+			enc_zchunk_end(&e);
+		else
+			enc_chunk_end(&e);
+		if (cases[i].damage == 4)
+			e.buf[e.len - 1] ^= 1;
+		if (cases[i].damage == 1)
+			enc_u32(&e, CAPTURE_CHUNK_MAGIC);
+		if (cases[i].damage == 2)
+			e.len -= 3;
+		enc_group(&e, at);
+		size_t raw_at = at + CAPTURE_CHUNK_HEADER_SIZE;
+		if (cases[i].damage == 5 || cases[i].damage == 6) {
+			uint32_t len = cases[i].damage == 5 ? CAPTURE_ZGROUP_RAW_MAX + 1
+							    : reports_le32(e.buf + raw_at) - 1;
+			enc_put_u32_at(&e, raw_at, len);
+			enc_chunk_end(&e);
+		}
+		cr_assert_eq(load_err(&e, &err), -EINVAL, "case %zu", i);
+		cr_assert(strstr(err.message, cases[i].says), "case %zu: %s", i, err.message);
+		cr_assert_eq(err.offset, at, "case %zu", i);
+		enc_finish(&e);
+	}
+	/* the same group whole: read */
+	enc_init(&e);
+	enc_chunk_begin(&e, 1);
+	for (uint64_t s = 1; s <= 100; s++)
+		enc_alloc(&e, s, 0x1000 * s, 8, 0);
+	enc_chunk_end(&e);
+	enc_group(&e, at);
+	struct reports_capture *cap = load_ok(&e);
+	cr_assert_eq(cap->n_events, 100);
+	cr_assert_eq(events[99].addr, 0x1000 * 100);
+	reports_capture_destroy(cap);
+	enc_finish(&e);
+}
+
 /* Version 1 wrote stack ids as they are (version 2 writes differences):
  * both read to the same events and stacks. */
 Test(reports_reader, version_1_captures_read_like_version_2)

@@ -1,5 +1,5 @@
 /*
- * capture.h: the memprof capture file format, version 3.
+ * capture.h: the memprof capture file format, version 4.
  *
  * This header is the only contract between tracer/ (which writes captures
  * inside the traced program) and reports/ (which reads them afterwards).
@@ -7,19 +7,31 @@
  *
  * Layout
  * ------
- *   file   := header (chunk | zchunk)*
+ *   file   := header (chunk | zchunk | zgroup)*
  *   header := "MEMPROF\0" u32le(version) u32le(header_size=16)
  *   chunk  := u32le(CAPTURE_CHUNK_MAGIC) u32le(payload_len) u32le(tid)
  *             u32le(checksum) payload[payload_len]
  *   zchunk := u32le(CAPTURE_ZCHUNK_MAGIC) u32le(payload_len) u32le(tid)
  *             u32le(checksum) payload[payload_len]
  *             where payload := u32le(raw_len) zstd_frame[payload_len - 4]
+ *   zgroup := u32le(CAPTURE_ZGROUP_MAGIC) u32le(payload_len) u32le(0)
+ *             u32le(checksum) payload[payload_len]
+ *             where payload := u32le(raw_len) zstd_frame[payload_len - 4]
  *
  * A zchunk (version 2) is a chunk whose records were compressed with zstd:
  * the frame decompresses to exactly raw_len bytes (at most
  * CAPTURE_ZCHUNK_RAW_MAX) that are read as a chunk's payload.  Its checksum
- * covers the compressed payload.  A reader of version 3 reads versions 1
- * and 2 too (version 1 has no zchunk, versions 1 and 2 no FLUSHED).
+ * covers the compressed payload.  A zgroup (version 4) is a run of plain
+ * chunks compressed together: its frame decompresses to exactly raw_len
+ * bytes (at most CAPTURE_ZGROUP_RAW_MAX) that are whole chunks, headers
+ * and all (CAPTURE_CHUNK_MAGIC only, each with its own tid and checksum),
+ * read as if they stood in the file in its place.  One frame for many
+ * chunks finds what repeats from one chunk to the next (a deep recursion's
+ * stacks and events, which a chunk's frame alone cannot see: captures
+ * about half as big).  Its checksum covers the compressed payload, its
+ * tid is 0.  Records are the same in versions 3 and 4.  A reader of
+ * version 4 reads versions 1 to 3 too (version 1 has no zchunk, versions
+ * 1 and 2 no FLUSHED, versions 1 to 3 no zgroup).
  *
  * Every thread fills its own buffer and appends it to the file as one chunk
  * with a single write(2) on an O_APPEND descriptor, so chunks never
@@ -163,7 +175,7 @@
 
 #define CAPTURE_MAGIC "MEMPROF\0"
 #define CAPTURE_MAGIC_LEN 8
-#define CAPTURE_VERSION 3u
+#define CAPTURE_VERSION 4u
 #define CAPTURE_VERSION_MIN 1u /* the oldest version readers still read */
 #define CAPTURE_HEADER_SIZE 16u
 #define CAPTURE_CHUNK_MAGIC 0x4b43504du /* "MPCK" little-endian */
@@ -171,6 +183,9 @@
 #define CAPTURE_CHUNK_MAX (16u * 1024u * 1024u)
 #define CAPTURE_ZCHUNK_MAGIC 0x5a43504du /* "MPCZ" little-endian */
 #define CAPTURE_ZCHUNK_RAW_MAX (1024u * 1024u)
+#define CAPTURE_ZGROUP_MAGIC 0x4743504du /* "MPCG" little-endian */
+#define CAPTURE_ZGROUP_RAW_MAX (4u * 1024u * 1024u)
+#define CAPTURE_ZGROUP_VERSION 4u /* the first version with zgroups */
 #define CAPTURE_STRING_MAX 65536u
 
 enum capture_tag {

@@ -80,17 +80,18 @@ class Captures(MemprofTestCase):
         self.assertEqual(p.returncode, 0, p.stderr)
         with open(capture, "rb") as f:
             data = f.read()
-        self.assertEqual(struct.unpack_from("<I", data, 8)[0], 3, "version 3")
+        self.assertEqual(struct.unpack_from("<I", data, 8)[0], 4, "version 4")
         magics, raw, off = [], HEADER, HEADER
         while off + CHUNK_HEADER <= len(data):
             magic, length = struct.unpack_from("<II", data, off)
             magics.append(magic)
-            zipped = magic == 0x5A43504D  # "MPCZ"
-            raw += CHUNK_HEADER + (struct.unpack_from("<I", data, off + CHUNK_HEADER)[0]
-                                   if zipped else length)
+            if magic == 0x4743504D:  # "MPCG": whole chunks, compressed together
+                raw += struct.unpack_from("<I", data, off + CHUNK_HEADER)[0]
+            else:
+                raw += CHUNK_HEADER + length
             off += CHUNK_HEADER + length
         self.assertEqual(off, len(data), "whole chunks only")
-        self.assertIn(0x5A43504D, magics, "some chunks are compressed")
+        self.assertIn(0x4743504D, magics, "chunks are compressed in groups")
         self.assertLess(len(data) * 2, raw, "to less than half")
         self.assertFalse([f for f in os.listdir(self.tmp) if f.endswith(".tmp")],
                          "no temporary file left")
