@@ -108,6 +108,51 @@ class Killed(MemprofTestCase):
         self.assertEqual(report["totals"]["live_bytes_at_exit"], 100 * 48)
 
 
+def task_nice(pid):
+    """{thread name: nice value} of every thread of process pid."""
+    out = {}
+    for tid in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/stat" % (pid, tid)) as f:
+                stat = f.read()
+        except FileNotFoundError:
+            continue  # ended meanwhile
+        name = stat[stat.index("(") + 1:stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2:].split()
+        out.setdefault(name, []).append(int(fields[16]))  # stat field 19
+    return out
+
+
+class OwnThreads(MemprofTestCase):
+    def test_the_compressor_yields_to_the_program(self):
+        capture = self.path("n.mpc")
+        p = spawn_memprof("run", "-q", "-o", capture, "--", SLEEPER, "30", cwd=self.tmp)
+        try:
+            line = p.stdout.readline()
+            self.assertRegex(line, r"^ready \d+$")
+            program = int(line.split()[1])
+            # the threads name themselves as they start
+            for _ in range(100):
+                mine = task_nice(p.pid)
+                if "memprof-pack" in mine and "memprof-replay" in mine:
+                    break
+                time.sleep(0.05)
+            theirs = task_nice(program)
+            os.kill(program, signal.SIGKILL)
+            p.communicate(timeout=60)
+        finally:
+            if p.poll() is None:
+                p.kill()
+        # memprof's main thread and its replay keep the nice value memprof
+        # was started with, the compressor takes 10 (or keeps a higher
+        # one); the program is left alone
+        given = os.getpriority(os.PRIO_PROCESS, 0)
+        self.assertEqual(mine.get("memprof-pack"), [max(given, 10)], mine)
+        self.assertEqual(mine.get("memprof-replay"), [given], mine)
+        self.assertEqual(mine.get("memprof"), [given], mine)
+        self.assertEqual(set(sum(theirs.values(), [])), {given}, theirs)
+
+
 class Unwritable(MemprofTestCase):
     def assert_same_run(self, p, status=3):
         """memprof's run of fixture-basic had the program's own status
