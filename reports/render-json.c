@@ -56,29 +56,37 @@ void reports_json_string(FILE *out, const char *str, size_t len)
 	fputc('"', out);
 	size_t i = 0;
 	while (i < len) {
-		unsigned char c = s[i];
+		/* a run of bytes that go out as they are, in one write (a write
+		 * a character made a deep recursion's report take minutes) */
+		size_t run = i;
+		while (run < len) {
+			unsigned char c = s[run];
+			if (c == '"' || c == '\\' || c < 0x20 || c == 0x7f)
+				break;
+			size_t n = c < 0x80 ? 1 : reports_utf8_len(s + run, len - run);
+			if (n == 0)
+				break;
+			run += n;
+		}
+		if (run > i) {
+			fwrite(s + i, 1, run - i, out);
+			i = run;
+			continue;
+		}
+		unsigned char c = s[i++];
 		switch (c) {
-		case '"': fputs("\\\"", out); i++; continue;
-		case '\\': fputs("\\\\", out); i++; continue;
-		case '\n': fputs("\\n", out); i++; continue;
-		case '\r': fputs("\\r", out); i++; continue;
-		case '\t': fputs("\\t", out); i++; continue;
-		case '\b': fputs("\\b", out); i++; continue;
-		case '\f': fputs("\\f", out); i++; continue;
+		case '"': fputs("\\\"", out); continue;
+		case '\\': fputs("\\\\", out); continue;
+		case '\n': fputs("\\n", out); continue;
+		case '\r': fputs("\\r", out); continue;
+		case '\t': fputs("\\t", out); continue;
+		case '\b': fputs("\\b", out); continue;
+		case '\f': fputs("\\f", out); continue;
 		}
-		if (c < 0x20 || c == 0x7f) {
+		if (c < 0x20 || c == 0x7f)
 			fprintf(out, "\\u%04x", c);
-			i++;
-			continue;
-		}
-		size_t n = reports_utf8_len(s + i, len - i);
-		if (n == 0) {
-			fputs("\\ufffd", out);
-			i++;
-			continue;
-		}
-		fwrite(s + i, 1, n, out);
-		i += n;
+		else
+			fputs("\\ufffd", out); /* not UTF-8: the run stopped at it */
 	}
 	fputc('"', out);
 }

@@ -217,6 +217,11 @@ Test(reports_json, escapes_strings_and_replaces_bad_utf8)
 	j = json_of("a\0b", 3);
 	cr_assert_str_eq(j, "\"a\\u0000b\"");
 	free(j);
+	/* DEL, and runs of plain bytes either side of every kind of stop,
+	 * a sequence whole at the very end */
+	j = json_of("ab\x7f\xc3\xa9" "cd\"\xff" "e\xe2\x82\xac", 13);
+	cr_assert_str_eq(j, "\"ab\\u007f\xc3\xa9" "cd\\\"\\ufffd" "e\xe2\x82\xac\"");
+	free(j);
 }
 
 static char *render(bool json, const struct reports_capture *cap,
