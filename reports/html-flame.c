@@ -23,6 +23,17 @@
 
 #define NONE UINT32_MAX
 
+/* A string's hash, kept by its address: the frames of the sites name the
+ * same strings (the symbolizer's, one copy each, alive while the tree is)
+ * over and over, and hashing them a character at a time for every frame
+ * of every site was most of a deep recursion's flamegraph. */
+#define STR_HASHES_LG 12
+#define STR_HASHES (1u << STR_HASHES_LG)
+struct str_hash {
+	const char *s;
+	uint64_t h;
+};
+
 struct tree {
 	struct html_flame_node *nodes;
 	uint32_t *depth;
@@ -30,6 +41,7 @@ struct tree {
 	size_t n, cap, cap_depth, cap_children;
 	uint32_t *slots; /* open addressing: node index + 1, 0 empty */
 	size_t mask;
+	struct str_hash *hashed; /* STR_HASHES, by the strings' addresses */
 };
 
 static uint64_t hash_str(uint64_t h, const char *s)
@@ -48,14 +60,25 @@ static uint64_t frame_where(const struct reports_frame *f)
 	return f->module ? f->offset : f->address;
 }
 
-static uint64_t frame_hash(uint32_t parent, const struct reports_frame *f)
+static uint64_t str_hash(struct tree *t, const char *s)
+{
+	struct str_hash *c =
+		&t->hashed[((uintptr_t)s * 0x9e3779b97f4a7c15ull) >> (64 - STR_HASHES_LG)];
+	if (c->s != s || !s) {
+		c->s = s;
+		c->h = hash_str(0xcbf29ce484222325ull, s);
+	}
+	return c->h;
+}
+
+static uint64_t frame_hash(struct tree *t, uint32_t parent, const struct reports_frame *f)
 {
 	uint64_t h = reports_hash64((uint64_t)parent + 0x9e3779b97f4a7c15ull);
-	h = hash_str(h, f->function);
-	h = hash_str(h, f->file);
+	h = reports_hash64(h ^ str_hash(t, f->function));
+	h = reports_hash64(h ^ str_hash(t, f->file));
 	h = reports_hash64(h ^ f->line);
 	if (!f->function)
-		h = reports_hash64(hash_str(h, f->module) ^ frame_where(f));
+		h = reports_hash64(h ^ str_hash(t, f->module) ^ frame_where(f));
 	return h;
 }
 
@@ -88,7 +111,7 @@ static int grow_slots(struct tree *t)
 					   .line = t->nodes[i].line,
 					   .offset = t->nodes[i].offset,
 					   .address = t->nodes[i].offset };
-		size_t j = frame_hash(t->nodes[i].parent, &f) & nmask;
+		size_t j = frame_hash(t, t->nodes[i].parent, &f) & nmask;
 		while (ns[j])
 			j = (j + 1) & nmask;
 		ns[j] = (uint32_t)i + 1;
@@ -121,7 +144,7 @@ static int child_of(struct tree *t, uint32_t parent, const struct reports_frame 
 {
 	if ((t->n + 1) * 2 > t->mask + 1 && grow_slots(t) < 0)
 		return -ENOMEM;
-	size_t j = frame_hash(parent, f) & t->mask;
+	size_t j = frame_hash(t, parent, f) & t->mask;
 	while (t->slots[j]) {
 		uint32_t i = t->slots[j] - 1;
 		if (node_is(&t->nodes[i], parent, f)) {
@@ -152,6 +175,9 @@ static int build_tree(struct tree *t, const struct reports_capture *cap,
 		      const uint64_t *temporary)
 {
 	struct html_flame_node root = { .parent = NONE };
+	t->hashed = calloc(STR_HASHES, sizeof(*t->hashed));
+	if (!t->hashed)
+		return -ENOMEM;
 	int res = add_node(t, &root, 0);
 	struct reports_frames fr = { 0 };
 	for (size_t s = 0; s < an->n_sites && res == 0; s++) {
@@ -287,6 +313,7 @@ int html_flame_build(const struct reports_capture *cap, const struct reports_ana
 	free(t.depth);
 	free(t.n_children);
 	free(t.slots);
+	free(t.hashed);
 	return res;
 }
 
