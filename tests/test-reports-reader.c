@@ -946,6 +946,61 @@ Test(reports_reader, compressed_groups_read_like_plain_chunks)
 	enc_finish(&e);
 }
 
+/* A chunk too big for a group (over 1 MiB) stays where it was, between
+ * the groups before and after it. */
+Test(reports_reader, a_chunk_bigger_than_a_group_keeps_its_place)
+{
+	struct enc e;
+	enc_init(&e);
+	uint64_t seq = 1;
+	for (int c = 0; c < 3; c++) {
+		enc_chunk_begin(&e, (uint32_t)c + 1);
+		/* the middle chunk: ~2.4 MiB of records */
+		for (int k = 0; k < (c == 1 ? 400000 : 1000); k++, seq++)
+			enc_alloc(&e, seq, 0x100000 * (uint64_t)(c + 1) + 16 * seq, 1 + seq % 3000, 0);
+		enc_chunk_end(&e);
+	}
+	struct reports_capture *cap = load_ok(&e);
+	struct reports_event *plain = events;
+	events = NULL;
+	uint64_t n = cap->n_events;
+	reports_capture_destroy(cap);
+	char src[] = "/tmp/memprof-test-group-XXXXXX", dst[sizeof(src) + 4];
+	struct reports_error err;
+	compress_temp(&e, src, dst, sizeof(dst));
+	cr_assert_eq(reports_capture_load_file(dst, &cap, &err), 0, "%s", err.message);
+	cr_assert_eq(cap->n_events, n);
+	cr_assert_eq(cap->n_chunks, 3);
+	struct reports_event *v = collect(cap);
+	for (size_t i = 0; i < n; i++) {
+		cr_assert_eq(v[i].seq, plain[i].seq, "event %zu", i);
+		cr_assert_eq(v[i].addr, plain[i].addr, "event %zu", i);
+		cr_assert_eq(v[i].size, plain[i].size, "event %zu", i);
+	}
+	/* group, the big chunk as it was, group */
+	FILE *f = fopen(dst, "rb");
+	uint8_t *data = malloc(e.len);
+	size_t len = fread(data, 1, e.len, f);
+	fclose(f);
+	uint32_t magics[4] = { 0 };
+	size_t k = 0;
+	for (size_t off = CAPTURE_HEADER_SIZE; off < len && k < 4; k++) {
+		magics[k] = reports_le32(data + off);
+		off += CAPTURE_CHUNK_HEADER_SIZE + reports_le32(data + off + 4);
+	}
+	cr_assert_eq(k, 3);
+	cr_assert_eq(magics[0], CAPTURE_ZGROUP_MAGIC);
+	cr_assert_eq(magics[1], CAPTURE_CHUNK_MAGIC);
+	cr_assert_eq(magics[2], CAPTURE_ZGROUP_MAGIC);
+	reports_capture_destroy(cap);
+	unlink(src);
+	unlink(dst);
+	free(v);
+	free(data);
+	free(plain);
+	enc_finish(&e);
+}
+
 /* Version 3 records in version 4 captures: a rewrite of a version 2
  * capture keeps its version and makes zchunks, never zgroups. */
 Test(reports_reader, version_2_captures_are_compressed_chunk_by_chunk)
