@@ -131,26 +131,35 @@ struct rewriter {
 	size_t group_len;
 };
 
+/* Writes raw[0, len) compressed as a zchunk or zgroup (magic, tid) when
+ * that is smaller than the replaced bytes it stands for; false when it
+ * is not (nothing written). */
+static bool put_frame(struct rewriter *w, uint32_t magic, uint32_t tid, const uint8_t *raw,
+		      size_t len, size_t replaced)
+{
+	struct out *o = &w->o;
+	uint8_t *dst = out_room(o, CAPTURE_CHUNK_HEADER_SIZE + 4 + w->bound);
+	uint8_t *zp = dst + CAPTURE_CHUNK_HEADER_SIZE;
+	size_t n = ZSTD_compress2(w->z, zp + 4, w->bound, raw, len);
+	if (ZSTD_isError(n) || CAPTURE_CHUNK_HEADER_SIZE + 4 + n >= replaced)
+		return false;
+	put_le32(zp, (uint32_t)len);
+	put_le32(dst, magic);
+	put_le32(dst + 4, (uint32_t)n + 4);
+	put_le32(dst + 8, tid);
+	put_le32(dst + 12, capture_checksum(zp, n + 4));
+	o->len += CAPTURE_CHUNK_HEADER_SIZE + 4 + n;
+	return true;
+}
+
 /* Writes the chunks gathered as one zgroup, or as they are when that is
  * not smaller. */
 static void group_flush(struct rewriter *w)
 {
-	struct out *o = &w->o;
 	if (w->group_len == 0)
 		return;
-	uint8_t *dst = out_room(o, CAPTURE_CHUNK_HEADER_SIZE + 4 + w->bound);
-	uint8_t *zp = dst + CAPTURE_CHUNK_HEADER_SIZE;
-	size_t n = ZSTD_compress2(w->z, zp + 4, w->bound, w->group, w->group_len);
-	if (!ZSTD_isError(n) && CAPTURE_CHUNK_HEADER_SIZE + 4 + n < w->group_len) {
-		put_le32(zp, (uint32_t)w->group_len);
-		put_le32(dst, CAPTURE_ZGROUP_MAGIC);
-		put_le32(dst + 4, (uint32_t)n + 4);
-		put_le32(dst + 8, 0);
-		put_le32(dst + 12, capture_checksum(zp, n + 4));
-		o->len += CAPTURE_CHUNK_HEADER_SIZE + 4 + n;
-	} else {
-		out_bytes(o, w->group, w->group_len);
-	}
+	if (!put_frame(w, CAPTURE_ZGROUP_MAGIC, 0, w->group, w->group_len, w->group_len))
+		out_bytes(&w->o, w->group, w->group_len);
 	w->group_len = 0;
 }
 
@@ -217,22 +226,10 @@ static int rewrite(struct rewriter *w, const uint8_t *data, size_t len, bool fin
 			continue;
 		}
 		group_flush(w); /* the chunks stay in their order */
-		bool packed = false;
-		if (magic == CAPTURE_CHUNK_MAGIC && plen > 0 && plen <= CAPTURE_ZCHUNK_RAW_MAX) {
-			uint8_t *dst = out_room(o, CAPTURE_CHUNK_HEADER_SIZE + 4 + w->bound);
-			size_t n = ZSTD_compress2(w->z, dst + CAPTURE_CHUNK_HEADER_SIZE + 4,
-						  w->bound, payload, plen);
-			if (!ZSTD_isError(n) && n + 4 < plen) {
-				uint8_t *zp = dst + CAPTURE_CHUNK_HEADER_SIZE;
-				put_le32(zp, plen);
-				put_le32(dst, CAPTURE_ZCHUNK_MAGIC);
-				put_le32(dst + 4, (uint32_t)n + 4);
-				put_le32(dst + 8, reports_le32(h + 8));
-				put_le32(dst + 12, capture_checksum(zp, n + 4));
-				o->len += CAPTURE_CHUNK_HEADER_SIZE + 4 + n;
-				packed = true;
-			}
-		}
+		bool packed = magic == CAPTURE_CHUNK_MAGIC && plen > 0 &&
+			      plen <= CAPTURE_ZCHUNK_RAW_MAX &&
+			      put_frame(w, CAPTURE_ZCHUNK_MAGIC, reports_le32(h + 8), payload, plen,
+					whole);
 		if (!packed)
 			out_bytes(o, h, whole);
 		off += whole;

@@ -400,15 +400,22 @@ void reports_events_close(struct reports_events *it)
 	free(it);
 }
 
-/* Frees zbufs[i] (no cursor reads it). */
-static void zbuf_evict(struct reports_events *it, size_t i)
+/* Takes idle zbufs[i] out of the pass's buffers; returns it. */
+static struct zbuf *zbuf_detach(struct reports_events *it, size_t i)
 {
 	struct zbuf *z = it->zbufs[i];
 	it->zheld -= z->len;
 	it->n_idle--;
+	it->zbufs[i] = it->zbufs[--it->n_zbufs];
+	return z;
+}
+
+/* Frees zbufs[i] (no cursor reads it). */
+static void zbuf_evict(struct reports_events *it, size_t i)
+{
+	struct zbuf *z = zbuf_detach(it, i);
 	free(z->data);
 	free(z);
-	it->zbufs[i] = it->zbufs[--it->n_zbufs];
 }
 
 /* The index of the idle buffer let go longest ago, SIZE_MAX if none. */
@@ -478,36 +485,26 @@ static int zbuf_take(struct reports_events *it, uint64_t at, struct zbuf **out)
 	 * many as are kept (no allocation at every run) */
 	struct zbuf *z = NULL;
 	if (it->n_idle >= ZIDLE_MAX) {
-		size_t oldest = zbuf_oldest_idle(it);
-		z = it->zbufs[oldest];
-		it->zbufs[oldest] = it->zbufs[--it->n_zbufs];
-		it->n_idle--;
-		it->zheld -= z->len;
+		z = zbuf_detach(it, zbuf_oldest_idle(it));
 		z->len = 0;
 	}
 	if (!z && !(z = calloc(1, sizeof(*z))))
 		return -ENOMEM;
+	int res = -ENOMEM;
 	if (z->cap < raw) {
 		uint8_t *d = realloc(z->data, raw);
-		if (!d) {
-			free(z->data);
-			free(z);
-			return -ENOMEM;
-		}
+		if (!d)
+			goto drop;
 		z->data = d;
 		z->cap = raw;
 	}
-	if (reports_vec_push(&it->zbufs, &it->n_zbufs, &it->cap_zbufs, &z, sizeof(z)) < 0) {
-		free(z->data);
-		free(z);
-		return -ENOMEM;
-	}
+	if (reports_vec_push(&it->zbufs, &it->n_zbufs, &it->cap_zbufs, &z, sizeof(z)) < 0)
+		goto drop;
 	size_t got = ZSTD_decompressDCtx(it->zctx, z->data, raw, payload + 4, plen - 4);
 	if (ZSTD_isError(got) || got != raw) {
-		free(z->data);
-		free(z);
 		it->n_zbufs--;
-		return -EIO;
+		res = -EIO;
+		goto drop;
 	}
 	z->at = at;
 	z->len = raw;
@@ -515,6 +512,10 @@ static int zbuf_take(struct reports_events *it, uint64_t at, struct zbuf **out)
 	it->zheld += raw;
 	*out = z;
 	return 0;
+drop:
+	free(z->data);
+	free(z);
+	return res;
 }
 
 /* Starts reading run i and puts its cursor on the heap (unless empty). */

@@ -1078,6 +1078,7 @@ static int read_chunk(struct reader *r, uint64_t off, const uint8_t *payload, si
 		if (res < 0)
 			return res;
 	}
+	r->cap->n_chunks++;
 	return 0;
 }
 
@@ -1138,7 +1139,6 @@ static int read_group(struct reader *r, uint64_t off, size_t len)
 		int res = read_chunk(r, at + CAPTURE_CHUNK_HEADER_SIZE, payload, plen);
 		if (res < 0)
 			return res;
-		r->cap->n_chunks++;
 		at += CAPTURE_CHUNK_HEADER_SIZE + (size_t)plen;
 	}
 	return 0;
@@ -1195,10 +1195,8 @@ static int read_chunks(struct reader *r, bool final)
 			r->zchunk = off;
 			res = read_chunk(r, 0, r->zbuf, raw_len);
 			r->zchunk = 0;
-			cap->n_chunks++;
 		} else {
 			res = read_chunk(r, off + CAPTURE_CHUNK_HEADER_SIZE, payload, plen);
-			cap->n_chunks++;
 		}
 		if (res < 0)
 			return res;
