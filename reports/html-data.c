@@ -247,13 +247,13 @@ static int replay(struct state *st)
 			max_live = st->live_bytes;
 		}
 		if (ev->kind == REPORTS_EVENT_ALLOC) {
-			uint32_t site = by_stack(st, ev->stack) ? *by_stack(st, ev->stack) : NO_SLOT;
-			if (site == NO_SLOT)
+			const uint32_t *site = by_stack(st, ev->stack);
+			if (!site || *site == NO_SLOT)
 				continue; /* the analysis made a site for every ALLOC */
 			unsigned k = size_bucket(ev->size);
 			hd->size_count[k]++;
 			hd->size_bytes[k] += ev->size;
-			if ((more = add_block(st, ev, site)) < 0)
+			if ((more = add_block(st, ev, *site)) < 0)
 				break;
 		} else {
 			struct live_block freed;
