@@ -113,7 +113,11 @@ struct reader {
 	uint32_t version;
 	uint32_t chunk_tid;
 	uint64_t prev_seq;
-	uint64_t prev_addr;
+	/* the address delta state is not kept per event (the index needs
+	 * it only where a run starts inside a chunk, rarely): it was addr_val
+	 * before the record at addr_from, in the chunk being read */
+	const uint8_t *addr_from;
+	uint64_t addr_val;
 	uint64_t prev_stack;   /* version 2: the last ALLOC's stack id */
 	uint64_t prev_node;    /* version 2: the last STACK's id and ip */
 	uint64_t prev_node_ip;
@@ -580,37 +584,62 @@ static int rec_process(struct reader *r, struct cursor *c)
 	return 0;
 }
 
+/* The address delta state before the record at rec, in the chunk being
+ * read: its events from the last point where it was known are read again
+ * (every record up to rec was checked already). */
+static uint64_t addr_before(struct reader *r, const uint8_t *rec)
+{
+	const uint8_t *p = r->addr_from;
+	uint64_t addr = r->addr_val, v;
+	while (p < rec) {
+		int tag = *p++;
+		if (tag == CAPTURE_ALLOC || tag == CAPTURE_FREE) {
+			if (reports_skip_u64(&p, rec) < 0 || reports_get_u64(&p, rec, &v) < 0)
+				break;
+			addr += (uint64_t)capture_unzigzag(v);
+			if (tag == CAPTURE_ALLOC &&
+			    (reports_skip_u64(&p, rec) < 0 || reports_skip_u64(&p, rec) < 0))
+				break;
+		} else if (reports_record_skip(tag, &p, rec) < 0) {
+			break;
+		}
+	}
+	r->addr_from = rec;
+	r->addr_val = addr;
+	return addr;
+}
+
 /* A stretch of ALLOC and FREE records (the commonest, most of a chunk),
  * from the one whose tag c->tag was just read to the next other record or
  * the chunk's end (payload is the chunk's records, at file offset off):
  * each is checked, counted and added to the chunk's current run (a new
  * run when its seq goes backwards); events.c reads them again.  The delta
  * state and the counts stay in locals over the stretch and are written
- * back once, so that an event costs its varints and little else. */
+ * back once, so that an event costs its varints and little else: its
+ * address and size are stepped over, not decoded (addr_before()). */
 static int read_events(struct reader *r, struct cursor *c, const uint8_t *payload, uint64_t off)
 {
 	struct reports_source *src = r->src;
 	struct reports_capture *cap = r->cap;
 	const uint8_t *p = c->p, *end = c->end;
-	uint64_t seq = r->prev_seq, addr = r->prev_addr, stack = r->prev_stack;
+	uint64_t seq = r->prev_seq, stack = r->prev_stack;
 	uint64_t run_last = r->run_last, order = r->order;
 	uint64_t lo = UINT64_MAX, hi = 0, in_run = 0;
 	bool v2 = r->version >= 2, run_open = r->run_open;
 	int tag = c->tag, res = 0;
 	for (;;) {
 		const uint8_t *rec = p - 1;
-		uint64_t dseq, zaddr, size = 0, id = 0;
+		uint64_t dseq, id = 0;
 		bool alloc = tag == CAPTURE_ALLOC;
-		if (reports_get_u64(&p, end, &dseq) < 0 || reports_get_u64(&p, end, &zaddr) < 0 ||
-		    (alloc && (reports_get_u64(&p, end, &size) < 0 ||
+		if (reports_get_u64(&p, end, &dseq) < 0 || reports_skip_u64(&p, end) < 0 ||
+		    (alloc && (reports_skip_u64(&p, end) < 0 ||
 			       reports_get_u64(&p, end, &id) < 0))) {
 			record_here(r, off + (uint64_t)(rec - payload));
 			res = overrun(r, c);
 			break;
 		}
-		uint64_t prev_seq = seq, prev_addr = addr, prev_stack = stack;
+		uint64_t prev_seq = seq, prev_stack = stack;
 		seq += dseq;
-		addr += (uint64_t)capture_unzigzag(zaddr);
 		if (alloc && v2) /* a delta from the last ALLOC's */
 			stack = id = stack + (uint64_t)capture_unzigzag(id);
 		/* the id is mentioned: an unknown frame if never described
@@ -627,7 +656,8 @@ static int read_events(struct reader *r, struct cursor *c, const uint8_t *payloa
 				.end = r->chunk_end,
 				.zchunk = r->zchunk,
 				.prev_seq = prev_seq,
-				.prev_addr = prev_addr,
+				/* a chunk's first run starts from 0 */
+				.prev_addr = run_open ? addr_before(r, rec) : 0,
 				.prev_stack = prev_stack,
 				.first_seq = seq,
 				.first_order = order,
@@ -666,7 +696,6 @@ static int read_events(struct reader *r, struct cursor *c, const uint8_t *payloa
 	}
 	c->p = p;
 	r->prev_seq = seq;
-	r->prev_addr = addr;
 	r->prev_stack = stack;
 	r->run_last = run_last;
 	r->run_open = run_open;
@@ -1060,7 +1089,8 @@ static int read_chunk(struct reader *r, uint64_t off, const uint8_t *payload, si
 {
 	struct cursor c = { .p = payload, .end = payload + len };
 	r->prev_seq = 0;
-	r->prev_addr = 0;
+	r->addr_from = payload;
+	r->addr_val = 0;
 	r->prev_stack = 0;
 	r->prev_node = 0;
 	r->prev_node_ip = 0;

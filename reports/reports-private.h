@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include <memprof/capture.h>
 
@@ -89,6 +90,29 @@ static inline int reports_get_u64(const uint8_t **p, const uint8_t *end, uint64_
 		}
 	}
 	return -1;
+}
+
+/* Steps over one varint of [*p, end) as capture_get_u64() would read it
+ * (0, or -1 when it would fail).  Away from the end, the length comes
+ * from the first byte without the continuation bit, found in one word:
+ * no branch on a length that varies from record to record. */
+static inline int reports_skip_u64(const uint8_t **p, const uint8_t *end)
+{
+	const uint8_t *q = *p;
+	if (end - q >= 10) {
+		uint64_t x;
+		memcpy(&x, q, sizeof(x));
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+		x = __builtin_bswap64(x);
+#endif
+		uint64_t stop = ~x & 0x8080808080808080ull;
+		if (stop != 0) {
+			*p = q + ((unsigned)__builtin_ctzll(stop) >> 3) + 1;
+			return 0;
+		}
+	}
+	uint64_t v;
+	return capture_get_u64(p, end, &v);
 }
 
 /* A little-endian 32-bit field of the capture format. */

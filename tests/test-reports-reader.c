@@ -704,6 +704,41 @@ Test(reports_reader, events_broken_by_other_records_keep_their_state)
 	enc_finish(&e);
 }
 
+/* The reader steps over the events' addresses and works a run's starting
+ * address out only where a run starts inside a chunk: several such runs
+ * in one chunk, after other records and after each other, each start
+ * from the address the events before it left. */
+Test(reports_reader, runs_inside_a_chunk_start_from_the_address_before_them)
+{
+	struct enc e;
+	enc_init(&e);
+	enc_chunk_begin(&e, 1);
+	enc_stack(&e, 1, 0, 0x10);
+	enc_alloc(&e, 20, 0x7f0000001000, 8, 1);
+	enc_free(&e, 21, 0x7f0000000ff0);
+	enc_alloc(&e, 10, 0x5000, 16, 1); /* backwards: run 2 */
+	enc_note(&e, 10, 1, "between");
+	enc_alloc(&e, 11, 0x5fff0, 24, 1);
+	enc_free(&e, 12, 0x5000);
+	enc_alloc(&e, 5, 0x100, 32, 1); /* backwards after records: run 3 */
+	enc_sample(&e, 5, 5);
+	enc_alloc(&e, 1, 0xfffffffff000, 40, 1); /* run 4, right after run 3 */
+	enc_free(&e, 2, 0x100);
+	enc_chunk_end(&e);
+	struct reports_capture *cap = load_ok(&e);
+	static const uint64_t seqs[] = { 1, 2, 5, 10, 11, 12, 20, 21 };
+	static const uint64_t addrs[] = { 0xfffffffff000, 0x100, 0x100, 0x5000,
+					  0x5fff0, 0x5000, 0x7f0000001000, 0x7f0000000ff0 };
+	cr_assert_eq(cap->n_events, 8);
+	for (size_t i = 0; i < 8; i++) {
+		cr_assert_eq(events[i].seq, seqs[i], "event %zu", i);
+		cr_assert_eq(events[i].addr, addrs[i], "event %zu: %#llx", i,
+			     (unsigned long long)events[i].addr);
+	}
+	reports_capture_destroy(cap);
+	enc_finish(&e);
+}
+
 /* Many threads' chunks interleaved in the file, each thread's seqs rising:
  * one pass merges them all, and passes can be open at once. */
 Test(reports_reader, many_interleaved_chunks_merge_and_passes_are_independent)
@@ -1117,9 +1152,9 @@ Test(reports_reader, version_1_captures_read_like_version_2)
 }
 
 /* The event records' varints are read by reports_get_u64(), which skips
- * the bounds checks away from the end: every length, overlong and
- * malformed encodings, near the end or not, read as capture_get_u64()
- * reads them. */
+ * the bounds checks away from the end, and stepped over by
+ * reports_skip_u64(): every length, overlong and malformed encodings,
+ * near the end or not, read as capture_get_u64() reads them. */
 Test(reports_reader, fast_varints_read_as_the_format_says)
 {
 	uint8_t enc[32][12];
@@ -1148,7 +1183,38 @@ Test(reports_reader, fast_varints_read_as_the_format_says)
 			int r2 = reports_get_u64(&p2, end, &v2);
 			cr_assert_eq(r1, r2, "encoding %zu, %zu bytes", i, len);
 			cr_assert_eq(p1, p2, "encoding %zu, %zu bytes", i, len);
+			const uint8_t *p3 = enc[i];
+			cr_assert_eq(reports_skip_u64(&p3, end), r1, "encoding %zu, %zu bytes", i, len);
+			if (r1 == 0)
+				cr_assert_eq(p3, p1, "encoding %zu, %zu bytes", i, len);
 			cr_assert_eq(v1, v2, "encoding %zu, %zu bytes", i, len);
 		}
+	}
+	/* random bytes, their continuation bits cleared from byte k on:
+	 * every length with every bit pattern in its groups */
+	uint64_t x = 0x9e3779b97f4a7c15u;
+	for (unsigned round = 0; round < 200000; round++) {
+		uint8_t b[12];
+		for (size_t j = 0; j < sizeof(b); j++) {
+			x ^= x << 13;
+			x ^= x >> 7;
+			x ^= x << 17;
+			b[j] = (uint8_t)(x >> 24);
+		}
+		unsigned k = round % 12;
+		b[k] &= 0x7f;
+		for (size_t j = 0; j < k; j++)
+			b[j] |= 0x80;
+		const uint8_t *p1 = b, *p2 = b;
+		uint64_t v1 = 7, v2 = 7;
+		int r1 = capture_get_u64(&p1, b + sizeof(b), &v1);
+		int r2 = reports_get_u64(&p2, b + sizeof(b), &v2);
+		cr_assert_eq(r1, r2, "round %u", round);
+		cr_assert_eq(p1, p2, "round %u", round);
+		const uint8_t *p3 = b;
+		cr_assert_eq(reports_skip_u64(&p3, b + sizeof(b)), r1, "round %u", round);
+		if (r1 == 0)
+			cr_assert_eq(p3, p1, "round %u", round);
+		cr_assert_eq(v1, v2, "round %u", round);
 	}
 }
