@@ -48,6 +48,8 @@
 #define STATS_CLASSES_MAX 4096u
 
 enum raw_state { RAW_NEW = 0, RAW_VISITING, RAW_DONE };
+#define RAW_STATE 3u   /* raw_flags: the slot's enum raw_state */
+#define RAW_DEFINED 4u /* raw_flags: its STACK record came */
 
 /* Stack ids below this many times the nodes seen (plus a slack) are
  * indexed in a plain array; a hostile capture's huge ids go to a map. */
@@ -56,13 +58,18 @@ enum raw_state { RAW_NEW = 0, RAW_VISITING, RAW_DONE };
 /* Pages behind the reader are given back every this many bytes. */
 #define RELEASE_STEP (64u << 20)
 
-struct raw_node {
+/* A raw slot's description, needed until the slot is resolved.  Slots
+ * keep their canonical node and flags in flat arrays, their descriptions
+ * in blocks of RAW_BLOCK, each freed once every slot in it is resolved:
+ * while a capture is followed, slots are resolved soon after they come,
+ * and a deep recursion's millions of stacks cost 5 bytes a slot instead
+ * of 24. */
+struct raw_frame {
 	uint64_t parent_id;
 	uint64_t ip;
-	uint32_t canon;
-	uint8_t defined;
-	uint8_t state;
 };
+#define RAW_BLOCK_BITS 12u
+#define RAW_BLOCK (1u << RAW_BLOCK_BITS)
 
 struct unload {
 	uint64_t module_id;
@@ -75,8 +82,12 @@ struct reader {
 	struct reports_capture *cap;
 	struct reports_error *err;
 
-	struct raw_node *raw;
+	uint32_t *raw_canon; /* canonical node of each raw slot, NO_INDEX before */
+	uint8_t *raw_flags;  /* RAW_STATE, RAW_DEFINED */
 	size_t n_raw, cap_raw;
+	struct raw_frame **raw_blocks; /* NULL once freed */
+	size_t n_raw_blocks, cap_raw_blocks;
+	size_t raw_blocks_freed; /* blocks below this are freed */
 	struct reports_map raw_by_id; /* ids at or above n_dense */
 	uint32_t *raw_dense;          /* ids below n_dense, NO_INDEX when unseen */
 	size_t n_dense;
@@ -296,16 +307,66 @@ static int raw_slot(struct reader *r, uint64_t id, uint32_t *out)
 		r->src->raw_dense = d;
 		r->src->n_raw_dense = n;
 	}
-	struct raw_node node = { .canon = NO_INDEX };
 	uint32_t idx = (uint32_t)r->n_raw;
-	if (reports_vec_push(&r->raw, &r->n_raw, &r->cap_raw, &node, sizeof(node)) < 0)
-		return nomem(r);
+	if (r->n_raw == r->cap_raw) {
+		size_t n = r->cap_raw ? r->cap_raw * 2 : RAW_BLOCK;
+		uint32_t *canon = realloc(r->raw_canon, n * sizeof(*canon));
+		if (canon)
+			r->raw_canon = canon;
+		uint8_t *flags = canon ? realloc(r->raw_flags, n) : NULL;
+		if (!flags)
+			return nomem(r);
+		r->raw_flags = flags;
+		r->cap_raw = n;
+	}
+	if ((idx & (RAW_BLOCK - 1)) == 0) {
+		/* descriptions are read only once written (RAW_DEFINED) */
+		struct raw_frame *block = malloc(RAW_BLOCK * sizeof(*block));
+		if (!block || reports_vec_push(&r->raw_blocks, &r->n_raw_blocks, &r->cap_raw_blocks,
+					       &block, sizeof(block)) < 0) {
+			free(block);
+			return nomem(r);
+		}
+	}
+	r->raw_canon[idx] = NO_INDEX;
+	r->raw_flags[idx] = RAW_NEW;
+	r->n_raw++;
 	if (id < r->n_dense)
 		r->raw_dense[id] = idx;
 	else if (reports_map_put(&r->raw_by_id, id, idx) < 0)
 		return nomem(r);
 	*out = idx;
 	return 0;
+}
+
+static struct raw_frame *raw_frame(const struct reader *r, uint32_t i)
+{
+	return &r->raw_blocks[i >> RAW_BLOCK_BITS][i & (RAW_BLOCK - 1)];
+}
+
+static unsigned raw_state(const struct reader *r, uint32_t i)
+{
+	return r->raw_flags[i] & RAW_STATE;
+}
+
+static bool raw_defined(const struct reader *r, uint32_t i)
+{
+	return r->raw_flags[i] & RAW_DEFINED;
+}
+
+static void raw_set_state(struct reader *r, uint32_t i, unsigned state)
+{
+	r->raw_flags[i] = (uint8_t)((r->raw_flags[i] & ~RAW_STATE) | state);
+}
+
+/* Every slot below n_resolved is resolved: their blocks of descriptions
+ * are not read again. */
+static void raw_release(struct reader *r)
+{
+	while ((r->raw_blocks_freed + 1) * RAW_BLOCK <= r->n_resolved) {
+		free(r->raw_blocks[r->raw_blocks_freed]);
+		r->raw_blocks[r->raw_blocks_freed++] = NULL;
+	}
 }
 
 /* The raw slot of an id already mentioned, or NO_INDEX. */
@@ -424,18 +485,18 @@ static int resolve_raw(struct reader *r, uint32_t i, uint32_t *path)
 	uint32_t base = REPORTS_NO_STACK;
 	int res;
 	while (n < REPORTS_STACK_DEPTH_MAX) {
-		struct raw_node *node = &r->raw[j];
-		if (node->state == RAW_DONE) {
-			base = node->canon;
+		unsigned state = raw_state(r, j);
+		if (state == RAW_DONE) {
+			base = r->raw_canon[j];
 			break;
 		}
-		if (node->state == RAW_VISITING)
+		if (state == RAW_VISITING)
 			break; /* a cycle: cut the stack here */
-		node->state = RAW_VISITING;
+		raw_set_state(r, j, RAW_VISITING);
 		path[n++] = j;
-		if (!node->defined || node->parent_id == 0)
+		if (!raw_defined(r, j) || raw_frame(r, j)->parent_id == 0)
 			break;
-		uint32_t parent = raw_find(r, node->parent_id);
+		uint32_t parent = raw_find(r, raw_frame(r, j)->parent_id);
 		if (parent == NO_INDEX) {
 			/* a parent never described: one unknown frame */
 			if ((res = canon_intern(r, REPORTS_NO_STACK, 0, &base)) < 0)
@@ -445,19 +506,19 @@ static int resolve_raw(struct reader *r, uint32_t i, uint32_t *path)
 		j = parent;
 	}
 	while (n > 0) {
-		struct raw_node *node = &r->raw[path[--n]];
-		uint64_t ip = node->defined ? node->ip : 0;
+		uint32_t k = path[--n];
+		uint64_t ip = raw_defined(r, k) ? raw_frame(r, k)->ip : 0;
 		if ((res = canon_intern(r, base, ip, &base)) < 0)
 			return res;
-		node->canon = base;
-		node->state = RAW_DONE;
+		r->raw_canon[k] = base;
+		raw_set_state(r, k, RAW_DONE);
 	}
 	return 0;
 }
 
 static uint32_t canon_of(struct reader *r, uint32_t raw)
 {
-	return raw == REPORTS_NO_STACK ? REPORTS_NO_STACK : r->raw[raw].canon;
+	return raw == REPORTS_NO_STACK ? REPORTS_NO_STACK : r->raw_canon[raw];
 }
 
 /* Whether resolve_raw() would map raw slot i now as it would at the end:
@@ -468,14 +529,14 @@ static bool raw_final(const struct reader *r, uint32_t i)
 {
 	uint32_t j = i;
 	for (size_t n = 0; n < REPORTS_STACK_DEPTH_MAX; n++) {
-		const struct raw_node *node = &r->raw[j];
-		if (node->state == RAW_DONE)
+		if (raw_state(r, j) == RAW_DONE)
 			return true;
-		if (!node->defined)
+		if (!raw_defined(r, j))
 			return false;
-		if (node->parent_id == 0)
+		uint64_t parent_id = raw_frame(r, j)->parent_id;
+		if (parent_id == 0)
 			return true;
-		if ((j = raw_find(r, node->parent_id)) == NO_INDEX)
+		if ((j = raw_find(r, parent_id)) == NO_INDEX)
 			return false;
 	}
 	return true;
@@ -490,7 +551,7 @@ static int resolve_ready(struct reader *r)
 	uint32_t path[REPORTS_STACK_DEPTH_MAX];
 	for (; r->n_resolved < r->n_raw; r->n_resolved++) {
 		uint32_t i = (uint32_t)r->n_resolved;
-		if (r->raw[i].state == RAW_DONE)
+		if (raw_state(r, i) == RAW_DONE)
 			continue;
 		if (!raw_final(r, i))
 			break;
@@ -498,6 +559,7 @@ static int resolve_ready(struct reader *r)
 		if (res < 0)
 			return res;
 	}
+	raw_release(r);
 	return 0;
 }
 
@@ -520,10 +582,12 @@ static int resolve_stacks(struct reader *r)
 		r->cap_nodes = most;
 	}
 	/* the slots below n_resolved were resolved while following */
-	for (size_t i = r->n_resolved; i < r->n_raw; i++) {
-		int res = resolve_raw(r, (uint32_t)i, path);
+	for (; r->n_resolved < r->n_raw; r->n_resolved++) {
+		int res = resolve_raw(r, (uint32_t)r->n_resolved, path);
 		if (res < 0)
 			return res;
+		if ((r->n_resolved & (RAW_BLOCK - 1)) == RAW_BLOCK - 1)
+			raw_release(r);
 	}
 	/* the events' stack ids, for events.c: id -> canonical node */
 	struct reports_source *src = r->src;
@@ -722,12 +786,11 @@ static int rec_stack(struct reader *r, struct cursor *c)
 		return bad_value(r, c, "stack id", id);
 	if ((res = raw_slot(r, id, &slot)) < 0)
 		return res;
-	struct raw_node *node = &r->raw[slot];
-	if (!node->defined) {
-		/* a later duplicate of an id keeps the first description */
-		node->defined = 1;
-		node->parent_id = parent == id ? 0 : parent;
-		node->ip = ip;
+	if (!raw_defined(r, slot)) {
+		/* a later duplicate of an id keeps the first description (a
+		 * resolved slot is described: its block may be gone) */
+		r->raw_flags[slot] |= RAW_DEFINED;
+		*raw_frame(r, slot) = (struct raw_frame){ parent == id ? 0 : parent, ip };
 	}
 	return 0;
 }
@@ -1352,7 +1415,11 @@ static void reader_free(struct reader *r)
 		r->src->raw_dense = NULL;
 		r->src->n_raw_dense = 0;
 	}
-	free(r->raw);
+	for (size_t b = 0; b < r->n_raw_blocks; b++)
+		free(r->raw_blocks[b]);
+	free(r->raw_blocks);
+	free(r->raw_canon);
+	free(r->raw_flags);
 	free(r->raw_dense);
 	free(r->zbuf);
 	ZSTD_freeDCtx(r->zctx);
@@ -1635,7 +1702,7 @@ uint32_t reports_follow_raw(const struct reports_source *src, uint64_t id)
 uint32_t reports_follow_canon(const struct reports_source *src, uint32_t raw)
 {
 	const struct reader *r = &src->follow->r;
-	return raw == REPORTS_NO_STACK || raw >= r->n_raw ? REPORTS_NO_STACK : r->raw[raw].canon;
+	return raw == REPORTS_NO_STACK || raw >= r->n_raw ? REPORTS_NO_STACK : r->raw_canon[raw];
 }
 
 size_t reports_follow_n_raw(const struct reports_source *src)
