@@ -50,7 +50,9 @@ struct block {
 
 /* A site's counters during the pass, in one place (a program with deep
  * recursion has millions of sites: one cache line per site touched);
- * copied into an->sites[] at the end. */
+ * copied, with the site's stack from builder.site_stack, into an->sites[]
+ * at the end, which is made then: while the pass runs (for as long as the
+ * program, when following it) a site costs 52 bytes, not 104. */
 struct site_live {
 	uint64_t allocations;
 	uint64_t bytes;
@@ -122,9 +124,10 @@ struct builder {
 	uint32_t *site_by_node; /* the same for nodes below n_by_node, NO_SLOT if none */
 	size_t n_by_node;
 	size_t node_limit; /* nodes (raw slots while following) there are */
-	size_t cap_sites;
 	struct site_live *live; /* per site */
 	size_t cap_live;
+	uint32_t *site_stack; /* per site: its stack */
+	size_t cap_stack;
 	uint64_t *pending; /* per thread: index + 1 of its latest ALLOC */
 	bool peaked;
 	uint64_t peak_index;
@@ -540,14 +543,13 @@ static int site_of(struct builder *bd, uint32_t stack, uint32_t *out)
 	if (!dense && reports_map_get(&bd->site_of_stack, key, out))
 		return 0;
 	struct reports_analysis *an = bd->an;
-	struct reports_site s = { .stack = stack };
 	struct site_live l = { 0 };
-	size_t n_live = an->n_sites;
+	size_t n_live = an->n_sites, n_stack = an->n_sites;
 	if (an->n_sites >= UINT32_MAX - 1 ||
 	    reports_vec_push(&bd->live, &n_live, &bd->cap_live, &l, sizeof(l)) < 0 ||
-	    reports_vec_push(&an->sites, &an->n_sites, &bd->cap_sites, &s, sizeof(s)) < 0)
+	    reports_vec_push(&bd->site_stack, &n_stack, &bd->cap_stack, &stack, sizeof(stack)) < 0)
 		return -ENOMEM;
-	*out = (uint32_t)an->n_sites - 1;
+	*out = (uint32_t)an->n_sites++;
 	/* a dense node is never looked up in the map (n_by_node only grows) */
 	if (dense) {
 		bd->site_by_node[stack] = *out;
@@ -639,19 +641,30 @@ static int replay_events(struct builder *bd, struct replay *rp)
 	return res;
 }
 
-/* The sites' counters, their peak shares known, into an->sites. */
-static void replay_sites(struct builder *bd)
+/* The sites, their peak shares known, into an->sites. */
+static int replay_sites(struct builder *bd)
 {
 	struct reports_analysis *an = bd->an;
+	free(an->sites);
+	an->sites = calloc(an->n_sites ? an->n_sites : 1, sizeof(*an->sites));
+	if (!an->sites)
+		return -ENOMEM;
 	for (size_t s = 0; s < an->n_sites; s++) {
 		site_change(bd, (uint32_t)s, 0, UINT64_MAX);
 		const struct site_live *l = &bd->live[s];
 		struct reports_site *site = &an->sites[s];
+		site->stack = bd->site_stack[s];
 		site->allocations = l->allocations;
 		site->bytes = l->bytes;
 		site->peak_bytes = bd->peaked ? l->peak : 0;
 		site->temporary = l->temporary;
 	}
+	/* the counters are all in an->sites now */
+	free(bd->live);
+	free(bd->site_stack);
+	bd->live = NULL;
+	bd->site_stack = NULL;
+	return 0;
 }
 
 /* ---- the pass made while following a capture --------------------------- */
@@ -667,9 +680,11 @@ static void builder_finish(struct builder *bd)
 {
 	reports_map_finish(&bd->site_of_stack);
 	free(bd->live);
+	free(bd->site_stack);
 	free(bd->pending);
 	free(bd->site_by_node);
 	bd->live = NULL;
+	bd->site_stack = NULL;
 	bd->pending = NULL;
 	bd->site_by_node = NULL;
 }
@@ -710,11 +725,11 @@ static int prepass_canonical(struct reports_prepass *pre)
 	size_t m = 0;
 	for (size_t s = 0; s < n; s++) {
 		site_change(bd, (uint32_t)s, 0, UINT64_MAX);
-		uint32_t node = reports_follow_canon(src, an->sites[s].stack);
+		uint32_t node = reports_follow_canon(src, bd->site_stack[s]);
 		uint32_t *slot = &by_node[node == REPORTS_NO_STACK || node >= n_nodes ? n_nodes : node];
 		if (*slot == NO_SLOT) {
 			*slot = (uint32_t)m;
-			an->sites[m] = (struct reports_site){ .stack = node };
+			bd->site_stack[m] = node;
 			bd->live[m] = bd->live[s];
 			m++;
 		} else {
@@ -1329,10 +1344,8 @@ struct reports_analysis *reports_analysis_run(const struct reports_capture *cap,
 		bd = (struct builder){ .cap = cap, .an = an };
 		res = replay_events(&bd, &rp);
 	}
-	if (res == 0) {
-		replay_sites(&bd);
+	if (res == 0 && (res = replay_sites(&bd)) == 0)
 		res = classify(&bd, &rp);
-	}
 	replay_finish(&rp);
 	builder_finish(&bd);
 	if (res == 0)
