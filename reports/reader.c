@@ -104,9 +104,12 @@ struct reader {
 	ZSTD_DCtx *zctx;
 
 	/* canonical nodes: open addressing (linear probing) over slots of
-	 * the key's hash, high 32 bits, above the node's index + 1 (0: empty);
-	 * a key's home is its hash's top canon_lg bits */
-	uint64_t *canon_slots;
+	 * the node's index + 1 (0: empty), beside a byte of the key's hash
+	 * that spares reading the nodes of most other keys on the way (5
+	 * bytes a slot: a deep recursion has millions of nodes); a key's
+	 * home is its hash's top canon_lg bits */
+	uint32_t *canon_idx;
+	uint8_t *canon_tag;
 	size_t canon_mask;
 	unsigned canon_lg;
 	size_t cap_nodes;
@@ -388,49 +391,40 @@ static size_t canon_home(uint64_t hash, unsigned lg)
 	return (size_t)(hash >> (64 - lg));
 }
 
-/* The table, of nslots (a power of two, at least 256).  From a table of up
- * to 2^32 slots the hashes kept in the slots give each node its new home,
- * in the order of the old table, so that the writes go one after the other
- * (rehashing millions of nodes by reading them at random took longer than
- * interning them). */
+/* The table, of nslots (a power of two, at least 256), the nodes put in
+ * it in their order: their reads go one after the other. */
 static int canon_resize(struct reader *r, size_t nslots)
 {
-	uint64_t *slots = calloc(nslots, sizeof(*slots));
-	if (!slots)
+	uint32_t *idx = calloc(nslots, sizeof(*idx));
+	uint8_t *tag = malloc(nslots);
+	if (!idx || !tag) {
+		free(idx);
+		free(tag);
 		return -ENOMEM;
+	}
 	unsigned lg = 0;
 	while (((size_t)1 << lg) < nslots)
 		lg++;
-	struct reports_capture *cap = r->cap;
+	const struct reports_capture *cap = r->cap;
 	size_t mask = nslots - 1;
-	if (r->canon_slots && lg <= 32) {
-		for (size_t k = 0; k <= r->canon_mask; k++) {
-			uint64_t v = r->canon_slots[k];
-			if (!v)
-				continue;
-			size_t h = canon_home(v & ~(uint64_t)UINT32_MAX, lg);
-			while (slots[h])
-				h = (h + 1) & mask;
-			slots[h] = v;
-		}
-	} else {
-		for (size_t i = 0; i < cap->n_nodes; i++) {
-			uint64_t hash = canon_hash(cap->nodes[i].parent, cap->nodes[i].ip);
-			size_t h = canon_home(hash, lg);
-			while (slots[h])
-				h = (h + 1) & mask;
-			slots[h] = (hash & ~(uint64_t)UINT32_MAX) | ((uint64_t)i + 1);
-		}
+	for (size_t i = 0; i < cap->n_nodes; i++) {
+		uint64_t hash = canon_hash(cap->nodes[i].parent, cap->nodes[i].ip);
+		size_t h = canon_home(hash, lg);
+		while (idx[h])
+			h = (h + 1) & mask;
+		idx[h] = (uint32_t)i + 1;
+		tag[h] = (uint8_t)hash;
 	}
-	free(r->canon_slots);
-	r->canon_slots = slots;
+	free(r->canon_idx);
+	free(r->canon_tag);
+	r->canon_idx = idx;
+	r->canon_tag = tag;
 	r->canon_mask = mask;
 	r->canon_lg = lg;
 	return 0;
 }
 
-/* The table's size for n nodes: at most 3/4 full (the hashes in the slots
- * spare reading the nodes of other keys on the way). */
+/* The table's size for n nodes: at most 3/4 full. */
 static size_t canon_want(size_t n)
 {
 	size_t want = 256;
@@ -443,20 +437,19 @@ static size_t canon_want(size_t n)
 static int canon_intern(struct reader *r, uint32_t parent, uint64_t ip, uint32_t *out)
 {
 	struct reports_capture *cap = r->cap;
-	if (!r->canon_slots || (cap->n_nodes + 1) > (r->canon_mask + 1) / 4 * 3) {
-		if (canon_resize(r, r->canon_slots ? (r->canon_mask + 1) * 2 : 256) < 0)
+	if (!r->canon_idx || (cap->n_nodes + 1) > (r->canon_mask + 1) / 4 * 3) {
+		if (canon_resize(r, r->canon_idx ? (r->canon_mask + 1) * 2 : 256) < 0)
 			return nomem(r);
 	}
 	uint64_t hash = canon_hash(parent, ip);
-	uint64_t tag = hash & ~(uint64_t)UINT32_MAX;
+	uint8_t tag = (uint8_t)hash;
 	size_t h = canon_home(hash, r->canon_lg);
-	uint64_t v;
-	while ((v = r->canon_slots[h])) {
-		if ((v & ~(uint64_t)UINT32_MAX) == tag) {
-			uint32_t idx = (uint32_t)v - 1;
-			const struct reports_node *n = &cap->nodes[idx];
+	uint32_t v;
+	while ((v = r->canon_idx[h])) {
+		if (r->canon_tag[h] == tag) {
+			const struct reports_node *n = &cap->nodes[v - 1];
 			if (n->parent == parent && n->ip == ip) {
-				*out = idx;
+				*out = v - 1;
 				return 0;
 			}
 		}
@@ -470,7 +463,8 @@ static int canon_intern(struct reader *r, uint32_t parent, uint64_t ip, uint32_t
 	struct reports_node node = { .ip = ip, .parent = parent, .depth = depth };
 	if (reports_vec_push(&cap->nodes, &cap->n_nodes, &r->cap_nodes, &node, sizeof(node)) < 0)
 		return nomem(r);
-	r->canon_slots[h] = tag | cap->n_nodes;
+	r->canon_idx[h] = (uint32_t)cap->n_nodes;
+	r->canon_tag[h] = tag;
 	*out = (uint32_t)cap->n_nodes - 1;
 	return 0;
 }
@@ -569,7 +563,7 @@ static int resolve_stacks(struct reader *r)
 	uint32_t path[REPORTS_STACK_DEPTH_MAX];
 	/* room for every node at once: no rehashing as the table fills */
 	size_t want = canon_want(cap->n_nodes + (r->n_raw - r->n_resolved) + 1);
-	if ((!r->canon_slots || r->canon_mask + 1 < want) && canon_resize(r, want) < 0)
+	if ((!r->canon_idx || r->canon_mask + 1 < want) && canon_resize(r, want) < 0)
 		return nomem(r);
 	/* at most a node per raw slot and the unknown frame: no copies as
 	 * the nodes grow */
@@ -1423,7 +1417,8 @@ static void reader_free(struct reader *r)
 	free(r->raw_dense);
 	free(r->zbuf);
 	ZSTD_freeDCtx(r->zctx);
-	free(r->canon_slots);
+	free(r->canon_idx);
+	free(r->canon_tag);
 	free(r->unloads);
 	reports_map_finish(&r->raw_by_id);
 	memset(r, 0, sizeof(*r));
