@@ -309,10 +309,13 @@ static void sift_down(struct reports_events *it, size_t i)
 /* Decodes a run's next event from *pp into *out (all but its thread and
  * order), with the run's delta state and events left in the caller's
  * locals, which a lead keeps in registers over many events: 1, 0 when
- * the run is over, -EIO when the bytes do not hold what the reader found. */
-static inline int decode_event(const struct reports_source *src, const uint8_t **pp,
-			       const uint8_t *end, uint64_t *left, uint64_t *seq, uint64_t *addr,
-			       uint64_t *stack_id, struct reports_event *out)
+ * the run is over, -EIO when the bytes do not hold what the reader found.
+ * Always inlined: at -O2 (the default build) GCC split it and called the
+ * rest, and the locals whose addresses it takes went through memory. */
+static inline __attribute__((always_inline)) int
+decode_event(const struct reports_source *src, const uint8_t **pp, const uint8_t *end,
+	     uint64_t *left, uint64_t *seq, uint64_t *addr, uint64_t *stack_id,
+	     struct reports_event *out)
 {
 	if (*left == 0)
 		return 0;
