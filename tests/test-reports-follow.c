@@ -250,6 +250,68 @@ Test(reports_follow, a_capture_read_as_it_is_written_analyses_as_the_whole_file)
 	staged_finish(&s);
 }
 
+/*
+ * Many stacks: 24,000 nodes of a binary tree described in six parts,
+ * several of the follower's blocks of raw slots (which it frees as their
+ * slots resolve), allocations on a quarter of them.  Thread 2 allocates on
+ * stacks of the next part before thread 1 describes them (resolution
+ * waits there), and describes the first part's nodes again under ids of
+ * its own (the same canonical stacks).
+ */
+static void build_many(struct staged *s)
+{
+	enum { PARTS = 6, PER = 4000 };
+	struct enc *e = &s->e;
+	enc_init(e);
+	enc_chunk_begin(e, 1);
+	enc_process(e, 42, 0, NULL);
+	enc_chunk_end(e);
+	uint64_t seq = 1;
+	for (uint64_t part = 0; part < PARTS; part++) {
+		enc_chunk_begin(e, 1);
+		for (uint64_t i = 0; i < PER; i++) {
+			uint64_t id = part * PER + i + 1;
+			enc_stack(e, id, id / 2, 0x1000 + id % 97);
+			if (i % 4 == 0)
+				enc_alloc(e, seq++, 0x100000 + 32 * id, 16 + id % 200, id);
+		}
+		enc_chunk_end(e);
+		cut_here(s);
+		enc_chunk_begin(e, 2);
+		for (uint64_t i = 0; i < 50; i++) {
+			uint64_t id = (part + 1) * PER + 1 + 7 * i; /* not described yet */
+			if (part + 1 < PARTS)
+				enc_alloc(e, seq++, 0x900000 + 32 * (part * 50 + i), 8, id);
+			enc_free(e, seq++, 0x100000 + 32 * (part * PER + 1 + 4 * i));
+		}
+		if (part == 2)
+			for (uint64_t id = 1; id <= 300; id++) {
+				/* thread 2's ids for thread 1's first nodes */
+				enc_stack(e, 100000 + id, id == 1 ? 0 : 100000 + id / 2,
+					  0x1000 + id % 97);
+				enc_alloc(e, seq++, 0xa00000 + 32 * id, 24, 100000 + id);
+			}
+		enc_chunk_end(e);
+		cut_here(s);
+		flushed(s, seq);
+	}
+	enc_chunk_begin(e, 1);
+	enc_end(e, 5000, seq, CAPTURE_END_EXIT, 0, 0);
+	enc_chunk_end(e);
+}
+
+Test(reports_follow, many_stacks_followed_analyse_as_the_whole_file)
+{
+	struct staged s = { 0 };
+	build_many(&s);
+	cr_assert_eq(follow_all(&s), 0);
+	struct reports_capture *whole = load_whole(&s.e);
+	cr_assert_geq(whole->n_nodes, 24000);
+	same_analysis(s.cap, whole);
+	reports_capture_destroy(whole);
+	staged_finish(&s);
+}
+
 Test(reports_follow, a_capture_cut_short_is_incomplete_as_the_whole_file)
 {
 	struct staged s = { 0 };
