@@ -4,9 +4,10 @@
  * some points of it, the temporary allocations of each site and the
  * histogram of allocation sizes.  Entry point: reports_html_data_build().
  *
- * One more replay of the events in sequence order, against a map of live
- * blocks like the analysis's (a FREE frees the oldest live block at its
- * address), with the live bytes and blocks of every site kept up to date.
+ * One more replay of the events in sequence order, against the analysis's
+ * table of live blocks (replay.h: a FREE frees the oldest live block at
+ * its address), with the live bytes and blocks of every site kept up to
+ * date.
  * The curve has HTML_POINTS points evenly spaced in time (in sequence
  * numbers when the capture has no clock), plus one at the exact peak; at
  * every fifth point and at the peak the largest sites are copied out.
@@ -20,17 +21,12 @@
 #include <string.h>
 
 #include "html-private.h"
+#include "replay.h"
 #include "reports-private.h"
 #include "reports.h"
 
-#define NO_SLOT UINT32_MAX
-
-struct live_block {
-	uint64_t addr;
-	uint64_t size;
-	uint32_t site;
-	uint32_t next; /* a newer live block at the same address */
-};
+/* Events taken from the merge at once. */
+#define HTML_BATCH 64
 
 struct state {
 	const struct reports_capture *cap;
@@ -41,39 +37,19 @@ struct state {
 	 * recursion's page */
 	uint32_t *site_by_stack;
 	size_t n_nodes;
-	struct reports_map live;          /* addr -> oldest live block */
-	struct live_block *blocks;
-	size_t n_blocks, cap_blocks;
-	uint32_t *free_slots;
-	size_t n_free, cap_free;
+	struct replay rp; /* the live blocks */
 	uint64_t live_bytes, live_blocks;
 	uint64_t *site_bytes, *site_blocks;
 	size_t cap_points, cap_breakdowns, cap_shares;
 };
 
-static int add_block(struct state *st, const struct reports_event *ev, uint32_t site)
+static int add_block(struct state *st, const struct reports_event *ev, uint64_t index,
+		     uint32_t site)
 {
-	struct live_block b = { ev->addr, ev->size, site, NO_SLOT };
-	uint32_t slot;
-	if (st->n_free > 0) {
-		slot = st->free_slots[--st->n_free];
-		st->blocks[slot] = b;
-	} else {
-		if (st->n_blocks >= NO_SLOT - 1)
-			return -ENOMEM;
-		slot = (uint32_t)st->n_blocks;
-		if (reports_vec_push(&st->blocks, &st->n_blocks, &st->cap_blocks, &b, sizeof(b)) < 0)
-			return -ENOMEM;
-	}
-	uint32_t old;
-	int res = reports_map_add(&st->live, ev->addr, slot, &old);
+	struct block unused;
+	int res = replay_apply(&st->rp, ev, index, site, &unused);
 	if (res < 0)
 		return res;
-	if (res == 1) {
-		while (st->blocks[old].next != NO_SLOT)
-			old = st->blocks[old].next;
-		st->blocks[old].next = slot;
-	}
 	st->live_bytes += ev->size;
 	st->live_blocks++;
 	st->site_bytes[site] += ev->size;
@@ -81,21 +57,17 @@ static int add_block(struct state *st, const struct reports_event *ev, uint32_t 
 	return 0;
 }
 
-/* Frees the oldest live block at addr; 1 with it in *out, 0 when none. */
-static int remove_block(struct state *st, uint64_t addr, struct live_block *out)
+/* Frees the oldest live block at ev's address: 1, 0 when none. */
+static int remove_block(struct state *st, const struct reports_event *ev, uint64_t index)
 {
-	uint32_t slot;
-	if (!reports_map_remove(&st->live, addr, &slot))
-		return 0;
-	*out = st->blocks[slot];
-	if (out->next != NO_SLOT && reports_map_put(&st->live, addr, out->next) < 0)
-		return -ENOMEM;
-	if (reports_vec_push(&st->free_slots, &st->n_free, &st->cap_free, &slot, sizeof(slot)) < 0)
-		return -ENOMEM;
-	st->live_bytes -= out->size;
+	struct block out;
+	int res = replay_apply(&st->rp, ev, index, 0, &out);
+	if (res <= 0)
+		return res;
+	st->live_bytes -= out.size;
 	st->live_blocks--;
-	st->site_bytes[out->site] -= out->size;
-	st->site_blocks[out->site]--;
+	st->site_bytes[out.site] -= out.size;
+	st->site_blocks[out.site]--;
 	return 1;
 }
 
@@ -236,11 +208,18 @@ static int replay(struct state *st)
 	size_t at = 0;
 	uint64_t max_live = 0;
 	struct reports_events *it;
-	struct reports_event event;
-	const struct reports_event *ev = &event;
+	struct reports_event batch[HTML_BATCH];
+	size_t n_batch = 0, next = 0;
 	int more = reports_events_open(cap, &it);
-	while (more == 0 && (more = reports_events_next(it, &event)) > 0) {
-		more = 0;
+	for (uint64_t index = 0; more == 0; index++) {
+		if (next == n_batch) {
+			if ((more = reports_events_read(it, batch, HTML_BATCH)) <= 0)
+				break;
+			n_batch = (size_t)more;
+			next = 0;
+			more = 0;
+		}
+		const struct reports_event *ev = &batch[next++];
 		if (at < hd->n_points && hd->points[at].seq < ev->seq) {
 			if ((more = close_points(st, &at, ev->seq, max_live)) < 0)
 				break;
@@ -253,11 +232,10 @@ static int replay(struct state *st)
 			unsigned k = size_bucket(ev->size);
 			hd->size_count[k]++;
 			hd->size_bytes[k] += ev->size;
-			if ((more = add_block(st, ev, *site)) < 0)
+			if ((more = add_block(st, ev, index, *site)) < 0)
 				break;
 		} else {
-			struct live_block freed;
-			int res = remove_block(st, ev->addr, &freed);
+			int res = remove_block(st, ev, index);
 			if (res < 0) {
 				more = res;
 				break;
@@ -309,9 +287,7 @@ struct reports_html_data *reports_html_data_build(const struct reports_capture *
 		res = replay(&st);
 out:
 	free(st.site_by_stack);
-	reports_map_finish(&st.live);
-	free(st.blocks);
-	free(st.free_slots);
+	replay_finish(&st.rp);
 	free(st.site_bytes);
 	free(st.site_blocks);
 	if (res < 0) {
