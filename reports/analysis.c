@@ -4,10 +4,10 @@
  * view and the blocks still live at exit classified by leak kind.  Entry
  * point: reports_analysis_run().
  *
- * The events are streamed once, in sequence order (events.c), against a map
- * of live blocks, where a FREE frees the oldest live block at its address
- * (a realloc in place is an ALLOC of the address still live, then a FREE
- * of it).  The one pass counts everything, finds the event where live
+ * The events are streamed once, in sequence order (events.c), against a
+ * map of live blocks (replay.h), where a FREE frees the oldest live block
+ * at its address (a realloc in place is an ALLOC of the address still
+ * live, then a FREE of it).  The one pass counts everything, finds the event where live
  * bytes reach their peak and what each site had live then: each site
  * keeps its live bytes and the index of the event that last changed them,
  * and on its first change after the latest peak it copies its live bytes
