@@ -54,7 +54,7 @@ _Static_assert(GROUP_RAW <= CAPTURE_ZGROUP_RAW_MAX, "a reader takes the groups w
 _Static_assert(GROUP_RAW + GROUP_RAW / 64 + 4096 <= OUT_BUFFER, "a group's frame fits the buffer");
 /* Pages of the plain capture behind the rewrite go back this often, so
  * that it does not hold the whole file in memory. */
-#define RELEASE_STEP (64u << 20)
+#define RELEASE_STEP (16u << 20)
 /* A capture compressed while it is written gives up when the file system
  * has less free space than the plain capture plus this. */
 #define SPARE_MIN ((uint64_t)64 << 20)

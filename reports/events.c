@@ -51,7 +51,7 @@
 /* How often (in events) a pass gives back the pages behind it. */
 #define RELEASE_EVERY (1u << 20)
 /* ...and only when at least this much can go. */
-#define RELEASE_MIN (16u << 20)
+#define RELEASE_MIN (4u << 20)
 /* Most decompressed bytes a pass holds at once. */
 #define ZBUF_LIMIT ((size_t)256 << 20)
 /* Decompressed buffers no cursor reads that a pass keeps. */

@@ -56,7 +56,7 @@ enum raw_state { RAW_NEW = 0, RAW_VISITING, RAW_DONE };
 #define DENSE_SLACK 65536u
 #define DENSE_FACTOR 4u
 /* Pages behind the reader are given back every this many bytes. */
-#define RELEASE_STEP (64u << 20)
+#define RELEASE_STEP (16u << 20)
 
 /* A raw slot's description, needed until the slot is resolved.  Slots
  * keep their canonical node and flags in flat arrays, their descriptions
