@@ -7,18 +7,18 @@
  * The events are streamed once, in sequence order (events.c), against a
  * map of live blocks (replay.h), where a FREE frees the oldest live block
  * at its address (a realloc in place is an ALLOC of the address still
- * live, then a FREE of it).  The one pass counts everything, finds the event where live
- * bytes reach their peak and what each site had live then: each site
- * keeps its live bytes and the index of the event that last changed them,
- * and on its first change after the latest peak it copies its live bytes
- * as its peak share (unchanged since that peak, they are what it had
- * then); at the end, sites not changed since the peak do the same.  The
- * same pass counts temporary allocations (freed before their thread
- * allocated again).  What is live after the last event is "live at exit";
- * with SCAN records each such block takes the scan's kind (a block the
- * scan did not see is reachable), without them every one is reachable.
- * Memory stays proportional to the live blocks and the sites, not to the
- * events.
+ * live, then a FREE of it).  The one pass counts everything, finds the
+ * event where live bytes reach their peak and what each site had live
+ * then: each site keeps its live bytes and the index of the event that
+ * last changed them, and on its first change after the latest peak it
+ * copies its live bytes as its peak share (unchanged since that peak, they
+ * are what it had then); at the end, sites not changed since the peak do
+ * the same.  The same pass counts temporary allocations (freed before
+ * their thread allocated again).  What is live after the last event is
+ * "live at exit"; with SCAN records each such block takes the scan's kind
+ * (a block the scan did not see is reachable), without them every one is
+ * reachable.  Memory stays proportional to the live blocks and the sites,
+ * not to the events.
  */
 #define _GNU_SOURCE /* qsort_r */
 #include <errno.h>
@@ -203,7 +203,6 @@ static int replay_events(struct builder *bd, struct replay *rp)
 static int replay_sites(struct builder *bd)
 {
 	struct reports_analysis *an = bd->an;
-	free(an->sites);
 	an->sites = calloc(an->n_sites ? an->n_sites : 1, sizeof(*an->sites));
 	if (!an->sites)
 		return -ENOMEM;

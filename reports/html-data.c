@@ -37,8 +37,7 @@ struct state {
 	 * recursion's page */
 	uint32_t *site_by_stack;
 	size_t n_nodes;
-	struct replay rp; /* the live blocks */
-	uint64_t live_bytes, live_blocks;
+	struct replay rp; /* the live blocks, and their bytes */
 	uint64_t *site_bytes, *site_blocks;
 	size_t cap_points, cap_breakdowns, cap_shares;
 };
@@ -50,8 +49,6 @@ static int add_block(struct state *st, const struct reports_event *ev, uint64_t 
 	int res = replay_apply(&st->rp, ev, index, site, &unused);
 	if (res < 0)
 		return res;
-	st->live_bytes += ev->size;
-	st->live_blocks++;
 	st->site_bytes[site] += ev->size;
 	st->site_blocks[site]++;
 	return 0;
@@ -64,8 +61,6 @@ static int remove_block(struct state *st, const struct reports_event *ev, uint64
 	int res = replay_apply(&st->rp, ev, index, 0, &out);
 	if (res <= 0)
 		return res;
-	st->live_bytes -= out.size;
-	st->live_blocks--;
 	st->site_bytes[out.site] -= out.size;
 	st->site_blocks[out.site]--;
 	return 1;
@@ -135,7 +130,7 @@ static int take_breakdown(struct state *st, size_t index)
 {
 	struct reports_html_data *hd = st->hd;
 	struct html_breakdown bd = { .point = (uint32_t)index, .first = hd->n_shares,
-				     .live_blocks = st->live_blocks };
+				     .live_blocks = st->rp.n_live };
 	struct html_share top[HTML_BREAKDOWN_TOP];
 	size_t n = 0;
 	for (size_t s = 0; s < st->an->n_sites; s++) {
@@ -177,8 +172,8 @@ static int close_points(struct state *st, size_t *at, uint64_t next_seq, uint64_
 	while (*at < hd->n_points &&
 	       (hd->points[*at].seq < next_seq || next_seq == UINT64_MAX)) {
 		struct html_point *p = &hd->points[*at];
-		p->live = st->live_bytes;
-		p->max_live = max_live > st->live_bytes ? max_live : st->live_bytes;
+		p->live = st->rp.live_bytes;
+		p->max_live = max_live > st->rp.live_bytes ? max_live : st->rp.live_bytes;
 		if (!hd->by_time)
 			p->t_ns = reports_capture_time_of_seq(st->cap, p->seq == UINT64_MAX
 						? st->cap->events_last_seq : p->seq);
@@ -188,7 +183,7 @@ static int close_points(struct state *st, size_t *at, uint64_t next_seq, uint64_
 				return res;
 		}
 		(*at)++;
-		max_live = st->live_bytes;
+		max_live = st->rp.live_bytes;
 	}
 	return 0;
 }
@@ -223,7 +218,7 @@ static int replay(struct state *st)
 		if (at < hd->n_points && hd->points[at].seq < ev->seq) {
 			if ((more = close_points(st, &at, ev->seq, max_live)) < 0)
 				break;
-			max_live = st->live_bytes;
+			max_live = st->rp.live_bytes;
 		}
 		if (ev->kind == REPORTS_EVENT_ALLOC) {
 			const uint32_t *site = by_stack(st, ev->stack);
@@ -241,8 +236,8 @@ static int replay(struct state *st)
 				break;
 			}
 		}
-		if (st->live_bytes > max_live)
-			max_live = st->live_bytes;
+		if (st->rp.live_bytes > max_live)
+			max_live = st->rp.live_bytes;
 	}
 	reports_events_close(it);
 	if (more < 0)

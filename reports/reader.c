@@ -84,7 +84,7 @@ struct reader {
 
 	uint32_t *raw_canon; /* canonical node of each raw slot, NO_INDEX before */
 	uint8_t *raw_flags;  /* RAW_STATE, RAW_DEFINED */
-	size_t n_raw, cap_raw;
+	size_t n_raw, cap_canon, cap_flags;
 	struct raw_frame **raw_blocks; /* NULL once freed */
 	size_t n_raw_blocks, cap_raw_blocks;
 	size_t raw_blocks_freed; /* blocks below this are freed */
@@ -311,17 +311,10 @@ static int raw_slot(struct reader *r, uint64_t id, uint32_t *out)
 		r->src->n_raw_dense = n;
 	}
 	uint32_t idx = (uint32_t)r->n_raw;
-	if (r->n_raw == r->cap_raw) {
-		size_t n = r->cap_raw ? r->cap_raw * 2 : RAW_BLOCK;
-		uint32_t *canon = realloc(r->raw_canon, n * sizeof(*canon));
-		if (canon)
-			r->raw_canon = canon;
-		uint8_t *flags = canon ? realloc(r->raw_flags, n) : NULL;
-		if (!flags)
-			return nomem(r);
-		r->raw_flags = flags;
-		r->cap_raw = n;
-	}
+	if (reports_vec_reserve(&r->raw_canon, &r->cap_canon, r->n_raw + 1,
+				sizeof(*r->raw_canon)) < 0 ||
+	    reports_vec_reserve(&r->raw_flags, &r->cap_flags, r->n_raw + 1, 1) < 0)
+		return nomem(r);
 	if ((idx & (RAW_BLOCK - 1)) == 0) {
 		/* descriptions are read only once written (RAW_DEFINED) */
 		struct raw_frame *block = malloc(RAW_BLOCK * sizeof(*block));
@@ -488,9 +481,10 @@ static int resolve_raw(struct reader *r, uint32_t i, uint32_t *path)
 			break; /* a cycle: cut the stack here */
 		raw_set_state(r, j, RAW_VISITING);
 		path[n++] = j;
-		if (!raw_defined(r, j) || raw_frame(r, j)->parent_id == 0)
+		uint64_t parent_id = raw_defined(r, j) ? raw_frame(r, j)->parent_id : 0;
+		if (parent_id == 0)
 			break;
-		uint32_t parent = raw_find(r, raw_frame(r, j)->parent_id);
+		uint32_t parent = raw_find(r, parent_id);
 		if (parent == NO_INDEX) {
 			/* a parent never described: one unknown frame */
 			if ((res = canon_intern(r, REPORTS_NO_STACK, 0, &base)) < 0)
@@ -580,8 +574,7 @@ static int resolve_stacks(struct reader *r)
 		int res = resolve_raw(r, (uint32_t)r->n_resolved, path);
 		if (res < 0)
 			return res;
-		if ((r->n_resolved & (RAW_BLOCK - 1)) == RAW_BLOCK - 1)
-			raw_release(r);
+		raw_release(r);
 	}
 	/* the events' stack ids, for events.c: id -> canonical node */
 	struct reports_source *src = r->src;
