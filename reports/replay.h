@@ -137,36 +137,50 @@ static size_t rp_region_find(const struct replay *rp, uint64_t key)
 	return SIZE_MAX;
 }
 
-/* The pool slot of addr in region r's chunk, or SIZE_MAX. */
-static size_t rp_chunk_find(const struct replay *rp, const struct rp_region *r, uint64_t addr)
+/* The pool slot of addr in region r's chunk, or SIZE_MAX; then *hole is
+ * the empty slot the probe ended at, where addr would go (SIZE_MAX if
+ * none), so that an ALLOC does not probe its chunk twice. */
+static size_t rp_chunk_find(const struct replay *rp, const struct rp_region *r, uint64_t addr,
+			    size_t *hole)
 {
 	size_t m = ((size_t)1 << r->lgcap) - 1, i = rp_home(addr, r->lgcap);
+	*hole = SIZE_MAX;
 	if (m + 1 == RP_GRANULES) {
 		/* the address's own slot: a probe on would walk the region's
 		 * run of neighbours for nothing */
 		const struct block *b = &rp->slots[r->base + i];
+		if (!b->used)
+			*hole = r->base + i;
 		return b->used && b->addr == addr ? r->base + i : SIZE_MAX;
 	}
-	for (size_t n = 0; n <= m && rp->slots[r->base + i].used; n++, i = (i + 1) & m)
-		if (rp->slots[r->base + i].addr == addr)
+	for (size_t n = 0; n <= m; n++, i = (i + 1) & m) {
+		const struct block *b = &rp->slots[r->base + i];
+		if (!b->used) {
+			*hole = r->base + i;
+			break;
+		}
+		if (b->addr == addr)
 			return r->base + i;
+	}
 	return SIZE_MAX;
 }
 
 /* The slot of addr's oldest live block, or SIZE_MAX. */
 static size_t rp_find(const struct replay *rp, uint64_t addr)
 {
-	size_t d = rp_region_find(rp, rp_key(addr));
-	return d == SIZE_MAX ? SIZE_MAX : rp_chunk_find(rp, &rp->regions[d], addr);
+	size_t d = rp_region_find(rp, rp_key(addr)), hole;
+	return d == SIZE_MAX ? SIZE_MAX : rp_chunk_find(rp, &rp->regions[d], addr, &hole);
 }
 
 /* The same for an event, noting the region's directory slot in *d
- * (SIZE_MAX if none).  The region of the thread's event of the same kind
+ * (SIZE_MAX if none) and rp_chunk_find()'s *hole.  The region of the thread's event of the same kind
  * before is tried first: a thread allocates in a run of neighbours, and
  * frees in a run too, often blocks of another thread. */
-static inline size_t rp_lookup(struct replay *rp, const struct reports_event *ev, size_t *d)
+static inline size_t rp_lookup(struct replay *rp, const struct reports_event *ev, size_t *d,
+				size_t *hole)
 {
 	uint64_t key = rp_key(ev->addr);
+	*hole = SIZE_MAX;
 	size_t *hot = &rp->hot[ev->kind == REPORTS_EVENT_FREE][ev->thread & 7];
 	if (rp->regions && rp->regions[*hot].used && rp->regions[*hot].key == key)
 		*d = *hot;
@@ -174,7 +188,15 @@ static inline size_t rp_lookup(struct replay *rp, const struct reports_event *ev
 		return SIZE_MAX;
 	else
 		*hot = *d;
-	return rp_chunk_find(rp, &rp->regions[*d], ev->addr);
+	return rp_chunk_find(rp, &rp->regions[*d], ev->addr, hole);
+}
+
+/* Puts a block in pool slot p, empty, of region r's chunk. */
+static void rp_fill(struct replay *rp, struct rp_region *r, size_t p, const struct block *b)
+{
+	rp->slots[p] = *b;
+	rp->slots[p].used = 1;
+	r->count++;
 }
 
 /* Puts a block in region r's chunk, which has room. */
@@ -183,9 +205,7 @@ static void rp_place(struct replay *rp, struct rp_region *r, const struct block 
 	size_t m = ((size_t)1 << r->lgcap) - 1, i = rp_home(b->addr, r->lgcap);
 	while (rp->slots[r->base + i].used)
 		i = (i + 1) & m;
-	rp->slots[r->base + i] = *b;
-	rp->slots[r->base + i].used = 1;
-	r->count++;
+	rp_fill(rp, r, r->base + i, b);
 }
 
 static void rp_chunk_free(struct replay *rp, uint32_t base, unsigned lgcap)
@@ -338,8 +358,9 @@ static int rp_grow(struct replay *rp)
 }
 
 /* Adds a block at an address with no live block: to its region, which
- * gets a chunk, or a bigger one, if it needs it. */
-static int rp_add(struct replay *rp, size_t d, const struct block *b)
+ * gets a chunk, or a bigger one, if it needs it; else to hole, the empty
+ * slot its lookup ended at, when there is one. */
+static int rp_add(struct replay *rp, size_t d, size_t hole, const struct block *b)
 {
 	int res;
 	if (d == SIZE_MAX) {
@@ -352,11 +373,16 @@ static int rp_add(struct replay *rp, size_t d, const struct block *b)
 		rp_region_place(rp, &r);
 		rp->n_regions++;
 		d = rp_region_find(rp, r.key);
-	} else if (rp->regions[d].count + 1u > rp_max_load(rp->regions[d].lgcap) &&
-		   (res = rp_rechunk(rp, &rp->regions[d], rp->regions[d].lgcap + 1u)) < 0) {
-		return res;
+		hole = SIZE_MAX;
+	} else if (rp->regions[d].count + 1u > rp_max_load(rp->regions[d].lgcap)) {
+		if ((res = rp_rechunk(rp, &rp->regions[d], rp->regions[d].lgcap + 1u)) < 0)
+			return res;
+		hole = SIZE_MAX;
 	}
-	rp_place(rp, &rp->regions[d], b);
+	if (hole != SIZE_MAX)
+		rp_fill(rp, &rp->regions[d], hole, b);
+	else
+		rp_place(rp, &rp->regions[d], b);
 	rp->n_used++;
 	return 0;
 }
@@ -398,7 +424,7 @@ static void rp_delete(struct replay *rp, size_t d, size_t p)
 
 static int replay_remove(struct replay *rp, const struct reports_event *ev, struct block *out)
 {
-	size_t d, i = rp_lookup(rp, ev, &d);
+	size_t d, hole, i = rp_lookup(rp, ev, &d, &hole);
 	if (i == SIZE_MAX)
 		return 0;
 	*out = rp->slots[i];
@@ -426,7 +452,7 @@ static int replay_apply(struct replay *rp, const struct reports_event *ev, uint6
 		return replay_remove(rp, ev, freed);
 	struct block b = { .addr = ev->addr, .thread = ev->thread, .site = site,
 			   .size = ev->size, .index = index, .next = NO_SLOT };
-	size_t d, i = rp_lookup(rp, ev, &d);
+	size_t d, hole, i = rp_lookup(rp, ev, &d, &hole);
 	if (i != SIZE_MAX) {
 		/* a realloc in place: after the newest block at the address */
 		uint32_t n;
@@ -445,7 +471,7 @@ static int replay_apply(struct replay *rp, const struct reports_event *ev, uint6
 			link = &rp->dups[*link].next;
 		*link = n;
 	} else {
-		int res = rp_add(rp, d, &b);
+		int res = rp_add(rp, d, hole, &b);
 		if (res < 0)
 			return res;
 	}
