@@ -881,6 +881,20 @@ static void compress_temp(const struct enc *e, char *src, char *dst, size_t size
 	cr_assert_eq(reports_capture_compress(src, dst, &err), 0, "%s", err.message);
 }
 
+/* The events of the capture read plain (*n of them, the caller frees
+ * them), then the capture compressed as compress_temp() does. */
+static struct reports_event *plain_then_compressed(const struct enc *e, uint64_t *n, char *src,
+						   char *dst, size_t size)
+{
+	struct reports_capture *cap = load_ok(e);
+	struct reports_event *plain = events;
+	events = NULL;
+	*n = cap->n_events;
+	reports_capture_destroy(cap);
+	compress_temp(e, src, dst, size);
+	return plain;
+}
+
 /* Several threads' chunks, each thread's seqs rising, dealt round robin,
  * with thread 7's one long chunk (seqs across the whole capture) last:
  * enough records for several zgroups when compressed, a run open across
@@ -981,6 +995,83 @@ Test(reports_reader, compressed_groups_read_like_plain_chunks)
 	enc_finish(&e);
 }
 
+/* Groups of events that do not repeat (random addresses and sizes) are
+ * compressed with a small hash table after the first; the probe a few
+ * groups on finds the repetitive events that follow and takes level 1's
+ * table again: every group, whatever its table, reads back the same. */
+Test(reports_reader, groups_that_do_not_repeat_read_back_the_same)
+{
+	struct enc e;
+	enc_init(&e);
+	enc_chunk_begin(&e, 1);
+	enc_stack(&e, 1, 0, 0x4400);
+	enc_chunk_end(&e);
+	uint64_t seq = 1, x = 0x9e3779b97f4a7c15ull;
+	size_t random_end = 0;
+	while (e.len < (10u << 20)) {
+		bool random = e.len < (6u << 20);
+		enc_chunk_begin(&e, 1);
+		for (int k = 0; k < 4000; k++, seq++) {
+			x ^= x << 13;
+			x ^= x >> 7;
+			x ^= x << 17;
+			if (random)
+				enc_alloc(&e, seq, (x & 0x7ffffffff0ull) + 16, 1 + (x >> 40) % 4096, 1);
+			else
+				enc_alloc(&e, seq, 0x100000 + 16 * seq, 24, 1);
+		}
+		enc_chunk_end(&e);
+		if (random)
+			random_end = e.len;
+	}
+	enc_chunk_begin(&e, 1);
+	enc_end(&e, 1000, seq, CAPTURE_END_EXIT, 0, 0);
+	enc_chunk_end(&e);
+	char src[] = "/tmp/memprof-test-cheap-XXXXXX", dst[sizeof(src) + 4];
+	struct reports_error err;
+	uint64_t n;
+	struct reports_event *plain = plain_then_compressed(&e, &n, src, dst, sizeof(dst));
+	FILE *f = fopen(dst, "rb");
+	cr_assert_not_null(f);
+	uint8_t *data = malloc(e.len);
+	size_t len = fread(data, 1, e.len, f);
+	fclose(f);
+	/* every group compressed, the random ones too (their bytes' entropy
+	 * coding), the repetitive ones at the end far more */
+	size_t groups = 0, raw_at = CAPTURE_HEADER_SIZE, last_raw = 0, last_len = 0;
+	for (size_t off = CAPTURE_HEADER_SIZE; off < len;) {
+		cr_assert_eq(reports_le32(data + off), CAPTURE_ZGROUP_MAGIC, "at %zu", off);
+		size_t flen = reports_le32(data + off + 4);
+		last_raw = reports_le32(data + off + CAPTURE_CHUNK_HEADER_SIZE);
+		last_len = flen;
+		if (raw_at + last_raw <= random_end)
+			cr_assert_lt(flen, last_raw, "group %zu", groups);
+		raw_at += last_raw;
+		groups++;
+		off += CAPTURE_CHUNK_HEADER_SIZE + flen;
+	}
+	cr_assert_eq(raw_at, e.len);
+	cr_assert_geq(groups, 10);
+	cr_assert_lt(last_len * 20, last_raw);
+
+	struct reports_capture *cap = NULL;
+	cr_assert_eq(reports_capture_load_file(dst, &cap, &err), 0, "%s", err.message);
+	cr_assert_eq(cap->n_events, n);
+	struct reports_event *v = collect(cap);
+	for (size_t i = 0; i < n; i++) {
+		cr_assert_eq(v[i].seq, plain[i].seq, "event %zu", i);
+		cr_assert_eq(v[i].addr, plain[i].addr, "event %zu", i);
+		cr_assert_eq(v[i].size, plain[i].size, "event %zu", i);
+	}
+	free(v);
+	reports_capture_destroy(cap);
+	unlink(src);
+	unlink(dst);
+	free(data);
+	free(plain);
+	enc_finish(&e);
+}
+
 /* A chunk too big for a group (over 1 MiB) stays where it was, between
  * the groups before and after it. */
 Test(reports_reader, a_chunk_bigger_than_a_group_keeps_its_place)
@@ -995,14 +1086,11 @@ Test(reports_reader, a_chunk_bigger_than_a_group_keeps_its_place)
 			enc_alloc(&e, seq, 0x100000 * (uint64_t)(c + 1) + 16 * seq, 1 + seq % 3000, 0);
 		enc_chunk_end(&e);
 	}
-	struct reports_capture *cap = load_ok(&e);
-	struct reports_event *plain = events;
-	events = NULL;
-	uint64_t n = cap->n_events;
-	reports_capture_destroy(cap);
 	char src[] = "/tmp/memprof-test-group-XXXXXX", dst[sizeof(src) + 4];
 	struct reports_error err;
-	compress_temp(&e, src, dst, sizeof(dst));
+	uint64_t n;
+	struct reports_event *plain = plain_then_compressed(&e, &n, src, dst, sizeof(dst));
+	struct reports_capture *cap = NULL;
 	cr_assert_eq(reports_capture_load_file(dst, &cap, &err), 0, "%s", err.message);
 	cr_assert_eq(cap->n_events, n);
 	cr_assert_eq(cap->n_chunks, 3);
