@@ -173,9 +173,10 @@ static size_t rp_find(const struct replay *rp, uint64_t addr)
 }
 
 /* The same for an event, noting the region's directory slot in *d
- * (SIZE_MAX if none) and rp_chunk_find()'s *hole.  The region of the thread's event of the same kind
- * before is tried first: a thread allocates in a run of neighbours, and
- * frees in a run too, often blocks of another thread. */
+ * (SIZE_MAX if none) and rp_chunk_find()'s *hole.  The region of the
+ * thread's event of the same kind before is tried first: a thread
+ * allocates in a run of neighbours, and frees in a run too, often blocks
+ * of another thread. */
 static inline size_t rp_lookup(struct replay *rp, const struct reports_event *ev, size_t *d,
 				size_t *hole)
 {
