@@ -155,8 +155,10 @@ static bool put_frame(struct rewriter *w, uint32_t magic, uint32_t tid, const ui
 	struct out *o = &w->o;
 	uint8_t *dst = out_room(o, CAPTURE_CHUNK_HEADER_SIZE + 4 + w->bound);
 	uint8_t *zp = dst + CAPTURE_CHUNK_HEADER_SIZE;
-	bool probe = magic != CAPTURE_ZGROUP_MAGIC || w->groups++ % PROBE_EVERY == 0;
-	bool cheap = w->cheap && !probe;
+	/* a zchunk (old versions) always takes level 1's table */
+	bool grouped = magic == CAPTURE_ZGROUP_MAGIC;
+	bool probe = grouped && w->groups++ % PROBE_EVERY == 0;
+	bool cheap = grouped && !probe && w->cheap;
 	if (cheap != w->z_cheap) {
 		/* 0: level 1's own */
 		if (ZSTD_isError(ZSTD_CCtx_setParameter(w->z, ZSTD_c_hashLog,
@@ -165,7 +167,7 @@ static bool put_frame(struct rewriter *w, uint32_t magic, uint32_t tid, const ui
 		w->z_cheap = cheap;
 	}
 	size_t n = ZSTD_compress2(w->z, zp + 4, w->bound, raw, len);
-	if (probe && magic == CAPTURE_ZGROUP_MAGIC)
+	if (probe)
 		w->cheap = ZSTD_isError(n) || (double)n > CHEAP_RATIO * (double)len;
 	if (ZSTD_isError(n) || CAPTURE_CHUNK_HEADER_SIZE + 4 + n >= replaced)
 		return false;
