@@ -895,6 +895,33 @@ static struct reports_event *plain_then_compressed(const struct enc *e, uint64_t
 	return plain;
 }
 
+/* The first max bytes of the file at path (*len of them); the caller
+ * frees them. */
+static uint8_t *read_back(const char *path, size_t max, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	cr_assert_not_null(f);
+	uint8_t *data = malloc(max);
+	cr_assert_not_null(data);
+	*len = fread(data, 1, max, f);
+	fclose(f);
+	return data;
+}
+
+/* cap's events are plain[0, n): seq, address and size. */
+static void assert_same_events(const struct reports_capture *cap,
+			       const struct reports_event *plain, uint64_t n)
+{
+	cr_assert_eq(cap->n_events, n);
+	struct reports_event *v = collect(cap);
+	for (size_t i = 0; i < n; i++) {
+		cr_assert_eq(v[i].seq, plain[i].seq, "event %zu", i);
+		cr_assert_eq(v[i].addr, plain[i].addr, "event %zu", i);
+		cr_assert_eq(v[i].size, plain[i].size, "event %zu", i);
+	}
+	free(v);
+}
+
 /* Several threads' chunks, each thread's seqs rising, dealt round robin,
  * with thread 7's one long chunk (seqs across the whole capture) last:
  * enough records for several zgroups when compressed, a run open across
@@ -948,11 +975,8 @@ Test(reports_reader, compressed_groups_read_like_plain_chunks)
 	cr_assert_eq(reports_capture_load_file(dst, &cap, &err), 0, "%s", err.message);
 	cr_assert_eq(cap->n_events, n);
 	/* version 4, zgroups only, several of them, much smaller */
-	FILE *f = fopen(dst, "rb");
-	cr_assert_not_null(f);
-	uint8_t *data = malloc(e.len);
-	size_t len = fread(data, 1, e.len, f);
-	fclose(f);
+	size_t len;
+	uint8_t *data = read_back(dst, e.len, &len);
 	cr_assert_eq(reports_le32(data + 8), CAPTURE_ZGROUP_VERSION);
 	size_t groups = 0, raw = CAPTURE_HEADER_SIZE;
 	for (size_t off = CAPTURE_HEADER_SIZE; off < len;) {
@@ -980,7 +1004,7 @@ Test(reports_reader, compressed_groups_read_like_plain_chunks)
 	char again[sizeof(dst) + 2];
 	snprintf(again, sizeof(again), "%s.z", dst);
 	cr_assert_eq(reports_capture_compress(dst, again, &err), 0, "%s", err.message);
-	f = fopen(again, "rb");
+	FILE *f = fopen(again, "rb");
 	uint8_t *data2 = malloc(len + 1);
 	cr_assert_eq(fread(data2, 1, len + 1, f), len);
 	fclose(f);
@@ -1031,11 +1055,8 @@ Test(reports_reader, groups_that_do_not_repeat_read_back_the_same)
 	struct reports_error err;
 	uint64_t n;
 	struct reports_event *plain = plain_then_compressed(&e, &n, src, dst, sizeof(dst));
-	FILE *f = fopen(dst, "rb");
-	cr_assert_not_null(f);
-	uint8_t *data = malloc(e.len);
-	size_t len = fread(data, 1, e.len, f);
-	fclose(f);
+	size_t len;
+	uint8_t *data = read_back(dst, e.len, &len);
 	/* every group compressed, the random ones too (their bytes' entropy
 	 * coding), the repetitive ones at the end far more */
 	size_t groups = 0, raw_at = CAPTURE_HEADER_SIZE, last_raw = 0, last_len = 0;
@@ -1056,14 +1077,7 @@ Test(reports_reader, groups_that_do_not_repeat_read_back_the_same)
 
 	struct reports_capture *cap = NULL;
 	cr_assert_eq(reports_capture_load_file(dst, &cap, &err), 0, "%s", err.message);
-	cr_assert_eq(cap->n_events, n);
-	struct reports_event *v = collect(cap);
-	for (size_t i = 0; i < n; i++) {
-		cr_assert_eq(v[i].seq, plain[i].seq, "event %zu", i);
-		cr_assert_eq(v[i].addr, plain[i].addr, "event %zu", i);
-		cr_assert_eq(v[i].size, plain[i].size, "event %zu", i);
-	}
-	free(v);
+	assert_same_events(cap, plain, n);
 	reports_capture_destroy(cap);
 	unlink(src);
 	unlink(dst);
@@ -1092,19 +1106,11 @@ Test(reports_reader, a_chunk_bigger_than_a_group_keeps_its_place)
 	struct reports_event *plain = plain_then_compressed(&e, &n, src, dst, sizeof(dst));
 	struct reports_capture *cap = NULL;
 	cr_assert_eq(reports_capture_load_file(dst, &cap, &err), 0, "%s", err.message);
-	cr_assert_eq(cap->n_events, n);
 	cr_assert_eq(cap->n_chunks, 3);
-	struct reports_event *v = collect(cap);
-	for (size_t i = 0; i < n; i++) {
-		cr_assert_eq(v[i].seq, plain[i].seq, "event %zu", i);
-		cr_assert_eq(v[i].addr, plain[i].addr, "event %zu", i);
-		cr_assert_eq(v[i].size, plain[i].size, "event %zu", i);
-	}
+	assert_same_events(cap, plain, n);
 	/* group, the big chunk as it was, group */
-	FILE *f = fopen(dst, "rb");
-	uint8_t *data = malloc(e.len);
-	size_t len = fread(data, 1, e.len, f);
-	fclose(f);
+	size_t len;
+	uint8_t *data = read_back(dst, e.len, &len);
 	uint32_t magics[4] = { 0 };
 	size_t k = 0;
 	for (size_t off = CAPTURE_HEADER_SIZE; off < len && k < 4; k++) {
@@ -1118,7 +1124,6 @@ Test(reports_reader, a_chunk_bigger_than_a_group_keeps_its_place)
 	reports_capture_destroy(cap);
 	unlink(src);
 	unlink(dst);
-	free(v);
 	free(data);
 	free(plain);
 	enc_finish(&e);
