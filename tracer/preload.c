@@ -35,6 +35,7 @@
 #include <errno.h>
 #include <malloc.h>
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
@@ -262,6 +263,45 @@ static uint32_t intern(struct tbuf *b, const uint64_t *ips, size_t n)
 					 emit_stack, b);
 }
 
+/* The stack of the event being recorded if the thread's memo keeps it
+ * (unwind.h), else 0: then capture_ips() and intern_new().  Called, like
+ * capture_ips(), from the record_ function of the event. */
+static uint32_t memo_lookup(void)
+{
+	struct tbuf *own = tracer_tls.buf;
+	return own ? unwind_memo_lookup(&own->umemo) : 0;
+}
+
+/* intern() for a stack memo_lookup() missed, kept in the memo then. */
+static uint32_t intern_new(struct tbuf *b, const uint64_t *ips, size_t n)
+{
+	uint32_t id = intern(b, ips, n);
+	if (b == tracer_tls.buf)
+		unwind_memo_put(&b->umemo, id);
+	return id;
+}
+
+#if MEMPROF_DEBUG_LEVEL >= 3
+/* Expensive check: a stack the memo gave is the one a capture finds (debug
+ * builds only: a difference is written on stderr). */
+static __attribute__((noinline)) void memo_check(struct tbuf *b, uint32_t sid)
+{
+	uint64_t *ips = tl_ips;
+	size_t n = capture_ips(ips);
+	uint32_t id = intern(b, ips, n);
+	if (id == sid)
+		return;
+	char msg[96];
+	int len = snprintf(msg, sizeof(msg), "memprof: memo self-check: stack %u kept, %u found\n",
+			   sid, id);
+	if (len > 0 && write(2, msg, (size_t)len) < 0)
+		return;
+}
+#define MEMO_CHECK(b, memo_sid) ((memo_sid) ? memo_check((b), (memo_sid)) : (void)0)
+#else
+#define MEMO_CHECK(b, memo_sid) ((void)0)
+#endif
+
 /* ---- events ------------------------------------------------------------ */
 
 static void count(struct tbuf *b, int64_t size, bool large)
@@ -289,13 +329,16 @@ static bool block_of(void *p, struct pool_block *blk)
 static void record_alloc(void *p, size_t size, bool large)
 {
 	uint64_t *ips = tl_ips;
-	size_t n = capture_ips(ips);
+	uint32_t sid = memo_lookup();
+	size_t n = sid ? 0 : capture_ips(ips);
 	struct tbuf *b = tracer_buf_begin();
 	if (!b) {
 		atomic_fetch_add(&tracer.lost, 1);
 		return;
 	}
-	uint32_t sid = intern(b, ips, n);
+	MEMO_CHECK(b, sid);
+	if (!sid)
+		sid = intern_new(b, ips, n);
 	uint64_t seq = tbuf_seq(b, 1, 0);
 	uint8_t *o = tbuf_reserve(b, RECORD_ALLOC_MAX);
 	tbuf_commit(b, record_alloc_put(o, &b->deltas, seq, (uintptr_t)p, size, sid));
@@ -356,17 +399,20 @@ static uint32_t intern_caller(struct tbuf *b, uint64_t ip, uint64_t caller)
 __attribute__((noinline)) static void record_free(void *p, void *caller)
 {
 	uint64_t *ips = tl_ips;
-	size_t n = tracer.free_stacks ? capture_ips(ips) : 0;
+	uint32_t sid = tracer.free_stacks ? memo_lookup() : 0;
+	size_t n = tracer.free_stacks && !sid ? capture_ips(ips) : 0;
 	struct tbuf *b = tracer_buf_begin();
 	if (!b) {
 		atomic_fetch_add(&tracer.lost, 1);
 		pool_free(p);
 		return;
 	}
-	uint32_t sid = tracer.free_stacks
-			       ? intern(b, ips, n)
-			       : intern_caller(b, (uintptr_t)__builtin_return_address(0),
-					       (uintptr_t)caller);
+	if (!tracer.free_stacks)
+		sid = intern_caller(b, (uintptr_t)__builtin_return_address(0), (uintptr_t)caller);
+	else if (!sid)
+		sid = intern_new(b, ips, n);
+	else
+		MEMO_CHECK(b, sid);
 	uint64_t seq = tbuf_seq(b, 1, 0);
 	size_t size;
 	bool large;
@@ -396,14 +442,17 @@ __attribute__((noinline)) static void record_free(void *p, void *caller)
 static void *record_realloc(void *old, size_t size)
 {
 	uint64_t *ips = tl_ips;
-	size_t n = capture_ips(ips);
+	uint32_t sid = memo_lookup();
+	size_t n = sid ? 0 : capture_ips(ips);
 	enum pool_free_result bad = POOL_FREE_OK;
 	struct tbuf *b = tracer_buf_begin();
 	if (!b) {
 		atomic_fetch_add(&tracer.lost, 2);
 		return pool_realloc_checked(old, size, &bad);
 	}
-	uint32_t sid = intern(b, ips, n);
+	MEMO_CHECK(b, sid);
+	if (!sid)
+		sid = intern_new(b, ips, n);
 	struct pool_block blk;
 	block_of(old, &blk);
 	pool_block_set_freer(old, sid);

@@ -28,6 +28,7 @@
 
 #include "encode.h"
 #include "stacks.h"
+#include "unwind.h"
 
 #define TBUF_PAYLOAD (64u * 1024u)
 /* sets of the free memo, two ways each: a program's free call sites are
@@ -59,6 +60,9 @@ struct tbuf {
 	_Atomic int64_t large_bytes;
 	struct tbuf *next; /* registry link, written once before publication */
 	struct stack_cache cache;
+	/* the owner thread's stacks by where they stand (unwind.h); only
+	 * the owner uses it, outside busy */
+	struct unwind_memo umemo;
 	/* the stacks of free()'s callers lately, when free stacks are only
 	 * (free, its caller): see record_free(); way 0 of a set is its most
 	 * recent */

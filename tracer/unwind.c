@@ -1,8 +1,10 @@
 /*
  * unwind.c: the stack of every event, at close to the cost of reading it.
  *
- * Main entry point: unwind_capture().  Three ways to a stack, cheapest
- * first:
+ * Main entry point: unwind_capture().  Before it, unwind_memo_find()
+ * (unwind.h) may know the stack whole, and its id: a stack kept lately by
+ * where its frames stand, every slot read again and still holding its
+ * return address.  Then three ways to a stack, cheapest first:
  *
  *   1. The thread's previous stack.  Each thread keeps the frames of its
  *      last capture: return address and the stack slot it was read from.
@@ -153,6 +155,10 @@ struct thread_unwind {
 	struct stack_hint hint;
 	bool whole;
 	bool inside;        /* every slot in f[0, n) is inside [lo, hi) */
+	/* the entry frame unwind_memo_find() last missed, for the next
+	 * unwind_memo_put() (slot 0: none) */
+	uintptr_t memo_slot;
+	uint64_t memo_ip;
 	struct frame f[CACHE_FRAMES];
 	struct frame walk[CACHE_FRAMES]; /* fast_capture's scratch */
 };
@@ -342,30 +348,40 @@ static bool fp_ok(uintptr_t next, uintptr_t fp, uintptr_t hi)
 	return next > fp && !(next & 7) && next + 16 <= hi;
 }
 
-static size_t fast_capture(struct thread_unwind *t, uint64_t *ips, size_t max)
+/* The entry frame: from fp (the caller's frame) out through memprof's own
+ * frames, the return address into the outermost of them (the public
+ * entry point) and the slot it was read from.  False when a frame
+ * pointer leads out of the thread's stack. */
+static inline __attribute__((always_inline)) bool
+entry_frame(const struct thread_unwind *t, uintptr_t fp, uint64_t *ip, uintptr_t *slot)
 {
-	uintptr_t fp = (uintptr_t)__builtin_frame_address(0);
 	uintptr_t hi = t->hi;
 	if (fp < t->lo || fp + 16 > hi)
-		return 0;
-	/* memprof's own frames: keep the outermost (the public entry point) */
-	struct frame *w = t->walk;
-	/* cur: the frame looked at, kept in registers as well as in w[]:
-	 * reading it back from w[] right after writing it stalls */
-	uint64_t cur_ip = 0;
-	uintptr_t cur_slot = 0;
+		return false;
+	*ip = 0;
 	for (;;) {
 		uint64_t ra = *(const uint64_t *)(fp + 8);
 		if (!own_ip(ra))
 			break;
-		cur_ip = ra;
-		cur_slot = fp + 8;
+		*ip = ra;
+		*slot = fp + 8;
 		uintptr_t next = *(const uintptr_t *)fp;
 		if (!fp_ok(next, fp, hi))
-			return 0;
+			return false;
 		fp = next;
 	}
-	if (!cur_ip)
+	return *ip != 0;
+}
+
+static size_t fast_capture(struct thread_unwind *t, uint64_t *ips, size_t max)
+{
+	uintptr_t hi = t->hi;
+	struct frame *w = t->walk;
+	/* cur: the frame looked at, kept in registers as well as in w[]:
+	 * reading it back from w[] right after writing it stalls */
+	uint64_t cur_ip;
+	uintptr_t cur_slot;
+	if (!entry_frame(t, (uintptr_t)__builtin_frame_address(0), &cur_ip, &cur_slot))
 		return 0;
 	w[0] = (struct frame){ cur_ip, cur_slot };
 	/* ips[0, k) are the walked frames' as they are met (a copy
@@ -424,7 +440,7 @@ step:
 			break;
 		if (k > 1 && !good_site(t, cur_ip))
 			return 0;
-		fp = cur_slot - 8;
+		uintptr_t fp = cur_slot - 8;
 		uintptr_t next = *(const uintptr_t *)fp;
 		if (!fp_ok(next, fp, hi))
 			return 0;
@@ -443,6 +459,115 @@ step:
 	t->inside = true; /* the walk reads only inside the stack */
 	t->gen = atomic_load_explicit(&generation, memory_order_relaxed);
 	return k;
+}
+
+/* ---- 0: the stacks captured lately, by where they stand --------------------
+ * (unwind.h).  A kept stack is trusted as the outer frames of the previous
+ * stack are in fast_capture(): its entry frame is found by walking frame
+ * pointers, and every other frame by its slot still holding its return
+ * address. */
+
+/* The memo's score: a miss adds 1, a hit takes MEMO_HIT_WORTH off; past
+ * MEMO_MISSES_MAX it sits out MEMO_SKIP calls, twice as many each time it
+ * does so again before its score came back to 0.  A miss costs the lookup
+ * and the put (~270 instructions with 20 frames), a hit saves the walk
+ * and the interning (~350 to 800): below about a third of hits the memo
+ * is a loss (binary trees: every node's stack is its own path). */
+#define MEMO_MISSES_MAX 256u
+#define MEMO_HIT_WORTH 2u
+#define MEMO_SKIP 4096u
+#define MEMO_BACKOFF_MAX 8u /* at most MEMO_SKIP << 8 calls sat out */
+
+static size_t memo_set(uintptr_t slot, uint64_t ip)
+{
+	uint64_t h = ((uint64_t)(slot >> 3) * 0x9e3779b97f4a7c15u ^ ip) * 0xff51afd7ed558ccdu;
+	return (size_t)(h >> 59) & (UNWIND_MEMO_SETS - 1);
+}
+
+_Static_assert(UNWIND_MEMO_SETS == 32u, "memo_set() takes 5 bits");
+
+/* Every frame of e outside its entry frame still in its slot? */
+static bool memo_holds(const struct unwind_memo_entry *e)
+{
+	const struct unwind_memo_frame *f = e->f, *end = f + e->n;
+	for (; f < end; f++)
+		if (*(const uint64_t *)f->slot != f->ip)
+			return false;
+	return true;
+}
+
+__attribute__((noinline)) uint32_t unwind_memo_find(struct unwind_memo *m)
+{
+	struct thread_unwind *t = &tu;
+	t->memo_slot = 0;
+	if (unlikely(t->bounds <= 0))
+		return 0; /* unwind_capture() asks for the bounds */
+	uintptr_t hi = t->hi;
+	uint64_t ip;
+	uintptr_t slot;
+	if (!entry_frame(t, (uintptr_t)__builtin_frame_address(0), &ip, &slot))
+		return 0;
+	unsigned gen = atomic_load_explicit(&generation, memory_order_relaxed);
+	const struct unwind_memo_entry *set = m->set[memo_set(slot, ip)];
+	for (unsigned w = 0; w < UNWIND_MEMO_WAYS; w++) {
+		const struct unwind_memo_entry *e = &set[w];
+		if (e->slot == slot && e->ip == ip && e->id != 0 && e->hi == hi &&
+		    e->gen == gen && memo_holds(e)) {
+			if (m->misses > MEMO_HIT_WORTH) {
+				m->misses -= MEMO_HIT_WORTH;
+			} else {
+				m->misses = 0;
+				m->backoff = 0; /* paying its way */
+			}
+			return e->id;
+		}
+	}
+	if (unlikely(++m->misses > MEMO_MISSES_MAX)) {
+		/* a loss again as soon as it came back: longer each time */
+		m->misses = 0;
+		m->skip = MEMO_SKIP << m->backoff;
+		if (m->backoff < MEMO_BACKOFF_MAX)
+			m->backoff++;
+		return 0;
+	}
+	t->memo_slot = slot;
+	t->memo_ip = ip;
+	return 0;
+}
+
+void unwind_memo_put(struct unwind_memo *m, uint32_t id)
+{
+	struct thread_unwind *t = &tu;
+	uintptr_t slot = t->memo_slot;
+	t->memo_slot = 0;
+	uint32_t n = t->n;
+	/* the last capture whole, from the outermost frame, inside the
+	 * stack, and made under the entry frame the lookup found */
+	if (slot == 0 || id == 0 || !t->whole || !t->complete || !t->inside || n == 0 ||
+	    n > UNWIND_MEMO_FRAMES || t->f[n - 1].slot != slot || t->f[n - 1].ip != t->memo_ip ||
+	    t->gen != atomic_load_explicit(&generation, memory_order_relaxed))
+		return;
+	size_t s = memo_set(slot, t->memo_ip);
+	struct unwind_memo_entry *e = &m->set[s][m->victim[s]];
+	m->victim[s] = (uint8_t)((m->victim[s] + 1) % UNWIND_MEMO_WAYS);
+	e->id = 0;
+	/* slots rising outward: a lookup then reads only between the entry
+	 * frame it found, in the stack it runs on, and that stack's top,
+	 * whichever thread kept the entry */
+	uintptr_t below = slot;
+	for (uint32_t i = 0; i + 1 < n; i++) {
+		const struct frame *f = &t->f[n - 2 - i];
+		if (f->slot <= below)
+			return;
+		below = f->slot;
+		e->f[i] = (struct unwind_memo_frame){ f->slot, f->ip };
+	}
+	e->slot = slot;
+	e->ip = t->memo_ip;
+	e->hi = t->hi;
+	e->gen = t->gen;
+	e->n = n - 1;
+	e->id = id;
 }
 
 #if MEMPROF_DEBUG_LEVEL >= 3
