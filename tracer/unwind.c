@@ -22,12 +22,21 @@
  *      only from GOOD call sites (every address it trusts libunwind has
  *      met), reads only inside the thread's stack, and needs each frame
  *      base above the last one.  Anything else ends the fast walk.
- *   3. libunwind (unw_step), from the start: its frames refill the cache
- *      and teach the call-site verdicts.
+ *   3. libunwind, in one of two ways.  Its cached trace path
+ *      (unw_backtrace) gives return addresses only, at a table lookup a
+ *      frame once libunwind knows the address: the stack cannot be kept.
+ *      Its step by step walk (unw_step) gives each frame's slot too, at
+ *      two system calls a frame (Debian's build masks signals around its
+ *      cache): it refills the cache, teaches the call-site verdicts, stops
+ *      as soon as it meets the previous stack (as 1 does), and is taken
+ *      when the memo waits to keep the stack (one time in SLOTTED_EVERY)
+ *      or the trace path fails.
  *
  * So a program built with frame pointers costs a few loads per frame until
  * the walk meets the previous stack, and the frames of code without them
- * (the C library's start code, outside main) come from the cache.  The
+ * (the C library's start code, outside main) come from the cache; one
+ * built without them costs libunwind's trace path for a stack not seen
+ * lately, and the memo's check for one that was.  The
  * verdict table is global and lock-free (one word per call site, set once
  * by compare-and-swap); the cache is per thread, in TLS.  unwind_forget()
  * clears both after a dlclose.
@@ -56,6 +65,7 @@ static struct {
 	int (*init_local)(unw_cursor_t *, unw_context_t *);
 	int (*step)(unw_cursor_t *);
 	int (*get_reg)(unw_cursor_t *, unw_regnum_t, unw_word_t *);
+	int (*backtrace)(void **, int);
 } unw;
 
 /* ---- call-site verdicts --------------------------------------------------
@@ -159,6 +169,7 @@ struct thread_unwind {
 	 * unwind_memo_put() (slot 0: none) */
 	uintptr_t memo_slot;
 	uint64_t memo_ip;
+	unsigned slow_turn; /* counts the memo's misses that need libunwind */
 	struct frame f[CACHE_FRAMES];
 	struct frame walk[CACHE_FRAMES]; /* fast_capture's scratch */
 };
@@ -231,23 +242,41 @@ void unwind_fork_child(void)
 	atomic_store_explicit(&slow_forking, 0, memory_order_release);
 }
 
-/* A full walk; refills the cache and learns verdicts.  Frames are kept from
- * the outermost of memprof's own (the public entry point) outward.  The
- * frames go to t->f innermost first, and are turned round at the end. */
+static int64_t outer_fails(const struct thread_unwind *t, uint32_t c);
+
+/* A walk by libunwind; refills the cache and learns verdicts.  Frames are
+ * kept from the outermost of memprof's own (the public entry point)
+ * outward, innermost first in t->walk.  With use_cache, the walk stops at
+ * the first frame that is also the previous stack's (same slot, same
+ * return address) once every frame outside it still holds its return
+ * address, and takes those from the cache, as fast_capture() does: in
+ * code without frame pointers a deep stack then costs libunwind only the
+ * frames that changed (each of its steps is two signal-mask system calls
+ * and a table search). */
 static __attribute__((noinline)) size_t slow_capture(struct thread_unwind *t, uint64_t *ips,
-						     size_t max)
+						     size_t max, bool use_cache)
 {
 	unw_context_t ctx;
 	unw_cursor_t cur;
-	t->n = 0;
-	t->complete = false;
-	if (!unw.getcontext)
+	if (!unw.getcontext) {
+		t->n = 0;
+		t->complete = false;
 		return 0;
+	}
 	slow_enter();
 	if (unw.getcontext(&ctx) != 0 || unw.init_local(&cur, &ctx) != 0) {
 		slow_leave();
+		t->n = 0;
+		t->complete = false;
 		return 0;
 	}
+	/* the previous stack's frames, searched from its inner end as the
+	 * walk's slots grow (c < 0: none left to match) */
+	use_cache = use_cache && t->bounds > 0 &&
+		    t->gen == atomic_load_explicit(&generation, memory_order_relaxed);
+	int64_t c = use_cache ? (int64_t)t->n - 1 : -1;
+	int64_t matched = -1;
+	struct frame *w = t->walk;
 	uint32_t n = 0;
 	uint64_t prev_rbp = 0;
 	bool own = true, complete = false;
@@ -263,14 +292,27 @@ static __attribute__((noinline)) size_t slow_capture(struct thread_unwind *t, ui
 		/* the frame inside this one kept a frame pointer at its call
 		 * site when its rbp was its frame base, our sp - 16 */
 		if (n > 0)
-			verdict_put(t->f[n - 1].ip, prev_rbp == sp - 16 ? V_GOOD : V_BAD);
+			verdict_put(w[n - 1].ip, prev_rbp == sp - 16 ? V_GOOD : V_BAD);
 		if (own && !own_ip(ip))
 			own = false;
 		if (own)
 			n = 0; /* keep only the outermost of memprof's frames */
 		if (n == CACHE_FRAMES)
 			break;
-		t->f[n++] = (struct frame){ ip, (uintptr_t)sp - 8 };
+		uintptr_t slot = (uintptr_t)sp - 8;
+		w[n++] = (struct frame){ ip, slot };
+		if (!own && c >= 0) {
+			while (c >= 0 && t->f[c].slot < slot)
+				c--;
+			if (c >= 0 && t->f[c].slot == slot && t->f[c].ip == ip) {
+				int64_t bad = outer_fails(t, (uint32_t)c);
+				if (bad < 0) {
+					matched = c;
+					break;
+				}
+				c = bad - 1; /* called from elsewhere: walk on */
+			}
+		}
 		prev_rbp = rbp;
 		int r = unw.step(&cur);
 		if (r <= 0) {
@@ -283,11 +325,25 @@ static __attribute__((noinline)) size_t slow_capture(struct thread_unwind *t, ui
 		n = 0;
 	size_t k = 0;
 	for (; k < n && k < max; k++)
-		ips[k] = t->f[k].ip;
-	for (uint32_t i = 0; i < n / 2; i++) {
-		struct frame tmp = t->f[i];
-		t->f[i] = t->f[n - 1 - i];
-		t->f[n - 1 - i] = tmp;
+		ips[k] = w[k].ip;
+	if (matched >= 0) {
+		/* f[0, matched] stay (w[n - 1] is f[matched]); the walked
+		 * frames inside it follow, outermost first */
+		uint32_t outer = (uint32_t)matched;
+		for (int64_t i = (int64_t)outer - 1; i >= 0 && k < max; i--)
+			ips[k++] = t->f[i].ip;
+		for (uint32_t i = 1; i < n; i++)
+			t->f[outer + i] = w[n - 1 - i];
+		n += outer;
+		complete = t->complete;
+		bool whole = k == n;
+		t->hint.same = whole && t->whole ? outer : 0;
+		t->whole = whole;
+	} else {
+		for (uint32_t i = 0; i < n; i++)
+			t->f[i] = w[n - 1 - i];
+		t->hint.same = 0;
+		t->whole = k == n;
 	}
 	bool inside = t->bounds > 0;
 	for (uint32_t i = 0; i < n && inside; i++)
@@ -295,8 +351,6 @@ static __attribute__((noinline)) size_t slow_capture(struct thread_unwind *t, ui
 	t->n = n;
 	t->complete = complete;
 	t->gen = atomic_load_explicit(&generation, memory_order_relaxed);
-	t->hint.same = 0;
-	t->whole = k == n;
 	t->inside = inside;
 	return k;
 }
@@ -578,7 +632,7 @@ static __attribute__((noinline)) void self_check(struct thread_unwind *t, const 
 						 size_t n, size_t max)
 {
 	uint64_t ref[STACK_DEPTH_MAX];
-	size_t m = slow_capture(t, ref, max);
+	size_t m = slow_capture(t, ref, max, false);
 	if (m == n && memcmp(ips, ref, n * sizeof(*ips)) == 0)
 		return;
 	char msg[128];
@@ -617,6 +671,42 @@ const struct stack_hint *unwind_hint(void)
 	return &tu.hint;
 }
 
+/* One in SLOTTED_EVERY of the memo's misses in code without frame
+ * pointers takes the slotted walk, so that a stack that repeats gets kept;
+ * the others take libunwind's trace path. */
+#define SLOTTED_EVERY 4u
+
+/* libunwind's cached trace path (unw_backtrace): return addresses only,
+ * each frame's shape kept per address by libunwind, no system call once
+ * an address is known; 40 times cheaper than unw_step() on a binary tree
+ * built without frame pointers.  Without the slots, the stack cannot be
+ * kept or verified later: the cache keeps the frames it had (verified on
+ * use), but no hint or memo comes of it.  0 when it fails. */
+static size_t trace_capture(struct thread_unwind *t, uint64_t *ips, size_t max)
+{
+	/* fast_capture()'s scratch, free now, as the buffer */
+	void **buf = (void **)t->walk;
+	const size_t cap = CACHE_FRAMES * sizeof(struct frame) / sizeof(void *);
+	size_t want = max + 32 < cap ? max + 32 : cap; /* room for our own frames */
+	slow_enter();
+	int got = unw.backtrace(buf, (int)want);
+	slow_leave();
+	if (got <= 0)
+		return 0;
+	/* memprof's frames: keep the outermost (the public entry point) */
+	size_t i = 0, n = (size_t)got;
+	while (i < n && own_ip((uint64_t)(uintptr_t)buf[i]))
+		i++;
+	if (i == 0 || i == n)
+		return 0; /* not called from our own code, or nothing outside it */
+	size_t k = 0;
+	for (i--; i < n && k < max; i++)
+		ips[k++] = (uint64_t)(uintptr_t)buf[i];
+	t->whole = false;
+	t->hint.same = 0;
+	return k;
+}
+
 size_t unwind_capture(uint64_t *ips, size_t max)
 {
 	struct thread_unwind *t = &tu;
@@ -638,7 +728,18 @@ size_t unwind_capture(uint64_t *ips, size_t max)
 		}
 	}
 #endif
-	return slow_capture(t, ips, max);
+	/* the slotted walk when the memo waits for this stack (one time in
+	 * SLOTTED_EVERY), or when the trace path fails */
+	if (unw.backtrace && (t->memo_slot == 0 || ++t->slow_turn % SLOTTED_EVERY != 0)) {
+		size_t n = trace_capture(t, ips, max);
+		if (n > 0) {
+#if MEMPROF_DEBUG_LEVEL >= 3
+			self_check(t, ips, n, max);
+#endif
+			return n;
+		}
+	}
+	return slow_capture(t, ips, max, true);
 }
 
 void unwind_setup(void *h)
@@ -648,6 +749,9 @@ void unwind_setup(void *h)
 	unw.step = (int (*)(unw_cursor_t *))dlsym(h, STR(unw_step));
 	unw.get_reg = (int (*)(unw_cursor_t *, unw_regnum_t, unw_word_t *))dlsym(
 		h, STR(unw_get_reg));
-	if (!unw.getcontext || !unw.init_local || !unw.step || !unw.get_reg)
+	unw.backtrace = (int (*)(void **, int))dlsym(h, "unw_backtrace");
+	if (!unw.getcontext || !unw.init_local || !unw.step || !unw.get_reg) {
 		unw.getcontext = NULL;
+		unw.backtrace = NULL;
+	}
 }

@@ -1,7 +1,7 @@
 """test_stacks.py: stacks that share their entry frame's slot and return
 address but differ further out, each counted apart (the tracer's memo of
 recent stacks must tell them apart; tests/fixtures/fixture-stacks.c has
-the numbers)."""
+the numbers), in code with frame pointers and without."""
 import os
 import sys
 
@@ -9,6 +9,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from memprof_test import MemprofTestCase, fixture, main, source_line  # noqa: E402
 
 STACKS = fixture("fixture-stacks")
+# the same program without frame pointers (libunwind's trace path, its
+# slotted walk, and the memo fed from it)
+STACKS_NOFP = fixture("fixture-stacks-nofp")
 SOURCE = "fixture-stacks.c"
 
 
@@ -67,6 +70,11 @@ class Stacks(MemprofTestCase):
         # frees take the memo too
         report, _ = self.run_json(STACKS, options=("--free-stacks",))
         self.check(report)
+
+    def test_without_frame_pointers(self):
+        for options in ((), ("--free-stacks",)):
+            report, _ = self.run_json(STACKS_NOFP, options=options)
+            self.check(report)
 
 
 if __name__ == "__main__":
