@@ -242,6 +242,23 @@ void unwind_fork_child(void)
 	atomic_store_explicit(&slow_forking, 0, memory_order_release);
 }
 
+/* The walk w[0, k) (innermost first) met the cache at f[outer], which is
+ * w[k - 1], and every frame outside it still held: the cache becomes
+ * f[0, outer] and the walked frames inside it, and the capture returned
+ * out frames.  f[0, outer) were the previous capture's outermost frames
+ * too, when both returned the cache whole (the interning hint). */
+static inline __attribute__((always_inline)) void
+cache_adopt(struct thread_unwind *t, uint32_t outer, const struct frame *w,
+			size_t k, size_t out)
+{
+	for (size_t i = 1; i < k; i++)
+		t->f[outer + i] = w[k - 1 - i];
+	t->n = outer + (uint32_t)k;
+	bool whole = out == t->n;
+	t->hint.same = whole && t->whole ? outer : 0;
+	t->whole = whole;
+}
+
 static int64_t outer_fails(const struct thread_unwind *t, uint32_t c);
 
 /* A walk by libunwind; refills the cache and learns verdicts.  Frames are
@@ -332,13 +349,9 @@ static __attribute__((noinline)) size_t slow_capture(struct thread_unwind *t, ui
 		uint32_t outer = (uint32_t)matched;
 		for (int64_t i = (int64_t)outer - 1; i >= 0 && k < max; i--)
 			ips[k++] = t->f[i].ip;
-		for (uint32_t i = 1; i < n; i++)
-			t->f[outer + i] = w[n - 1 - i];
-		n += outer;
+		cache_adopt(t, outer, w, n, k);
+		n = t->n;
 		complete = t->complete;
-		bool whole = k == n;
-		t->hint.same = whole && t->whole ? outer : 0;
-		t->whole = whole;
 	} else {
 		for (uint32_t i = 0; i < n; i++)
 			t->f[i] = w[n - 1 - i];
@@ -478,15 +491,7 @@ static size_t fast_capture(struct thread_unwind *t, uint64_t *ips, size_t max)
 			else
 				for (int64_t i = (int64_t)outer - 1; i >= 0 && out < max; i--)
 					ips[out++] = t->f[i].ip;
-			/* the cache: its outer frames, then the new inner ones */
-			for (size_t i = 1; i < k; i++)
-				t->f[outer + i] = w[k - 1 - i];
-			t->n = outer + (uint32_t)k;
-			/* f[0, outer) were the previous capture's outermost
-			 * frames too, when both returned the cache whole */
-			bool whole = out == t->n;
-			t->hint.same = whole && t->whole ? outer : 0;
-			t->whole = whole;
+			cache_adopt(t, outer, w, k, out);
 			return out;
 		}
 step:
