@@ -566,6 +566,20 @@ static void pack_ended_now(struct packer *p)
 	atomic_store(&p->ended, true);
 }
 
+/* Puts the file tmp in the place of path, as rename() does, and removes
+ * what path was (the plain capture).  The two names are swapped rather
+ * than tmp renamed over path: ext4 makes a rename that replaces a file
+ * start writing the new one out first (its guard against empty files after
+ * a crash), which on the churn benchmark's 194 MB capture cost `memprof
+ * run` 0.15 to 0.25 s of its 1.8 s, every time, for a file the page cache
+ * writes out on its own.  Where swapping is not supported, rename(). */
+static int swap_in(const char *tmp, const char *path)
+{
+	if (renameat2(AT_FDCWD, tmp, AT_FDCWD, path, RENAME_EXCHANGE) == 0)
+		return unlink(tmp) < 0 && errno != ENOENT ? -1 : 0;
+	return rename(tmp, path);
+}
+
 static void pack_finish(struct packer *p, bool keep)
 {
 	if (!p->started)
@@ -573,7 +587,7 @@ static void pack_finish(struct packer *p, bool keep)
 	pack_ended_now(p);
 	pthread_join(p->thread, NULL);
 	p->started = false;
-	if (p->res == 0 && (!keep || rename(p->tmp, p->capture) < 0))
+	if (p->res == 0 && (!keep || swap_in(p->tmp, p->capture) < 0))
 		unlink(p->tmp);
 }
 
