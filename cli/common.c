@@ -109,7 +109,9 @@ int cli_outputs_render(struct reports_capture *cap, const struct cli_outputs *ou
 		.outcome = outs->outcome,
 	};
 	ret = cli_leaks_prepare(cap, an, sym, outs, &opts);
-	if (outs->text && reports_render_text(outs->text, cap, an, sym, &opts) < 0) {
+	/* a reader that left (`| head`) is not a failure: it read enough */
+	if (outs->text && reports_render_text(outs->text, cap, an, sym, &opts) < 0 &&
+	    errno != EPIPE) {
 		fprintf(stderr, "memprof: cannot write the text report: %s\n", strerror(errno));
 		ret = -1;
 	}

@@ -719,6 +719,12 @@ static int spawn_and_wait(const struct run_options *o, const char *preload, long
 	if (pid > 0) {
 		sigaction(SIGINT, &ign, &old_int);
 		sigaction(SIGQUIT, &ign, &old_quit);
+		/* for good: a report written into a pipe whose reader left
+		 * (`memprof run prog 2>&1 | head`) stops there, and memprof
+		 * still puts the compressed capture in place and exits with
+		 * the program's status, instead of dying of SIGPIPE with the
+		 * compression half done */
+		sigaction(SIGPIPE, &ign, NULL);
 	}
 	sigprocmask(SIG_SETMASK, &old, NULL);
 	close(pipefd[1]);

@@ -6,6 +6,8 @@
   when we may), a directory removed during the run, and the paths memprof
   refuses before the program starts (a device, a read-only directory).
   The program's output and status never change.
+- The report's reader gone (a closed pipe on stderr): the status is the
+  program's (or the gate's), the capture compressed in place.
 - Allocation failure under RLIMIT_AS: malloc and friends fail exactly as
   glibc's do, and the program's own error path prints the same lines.
 - 64 threads, fork and signals at once (fixture-stress.c), several runs
@@ -151,6 +153,42 @@ class OwnThreads(MemprofTestCase):
         self.assertEqual(mine.get("memprof-replay"), [given], mine)
         self.assertEqual(mine.get("memprof"), [given], mine)
         self.assertEqual(set(sum(theirs.values(), [])), {given}, theirs)
+
+
+class ReaderGone(MemprofTestCase):
+    """The report goes to a pipe whose reader has left (`memprof run prog
+    2>&1 | head`): memprof stops writing it but still exits with the
+    program's status (or the leak gate's), the capture compressed in its
+    place and no temporary file left, where it used to die of SIGPIPE
+    with the compression half done."""
+
+    def run_unread(self, *args):
+        env = dict(os.environ)
+        env.pop("LD_PRELOAD", None)
+        env["NO_COLOR"] = "1"
+        p = subprocess.Popen([MEMPROF, "run", "-o", self.path("c.mpc"), *args],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                             cwd=self.tmp, env=env)
+        p.stderr.close()  # nobody reads the report
+        return p.wait(timeout=120)
+
+    def assert_capture_kept(self):
+        self.assertEqual(sorted(os.listdir(self.tmp)), ["c.mpc"])
+        with open(self.path("c.mpc"), "rb") as f:
+            data = f.read()
+        # the first chunk after the 16-byte header is a compressed group
+        self.assertEqual(data[16:20], b"MPCG")
+        r = memprof("report", "--format", "json", self.path("c.mpc"))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertGreater(json.loads(r.stdout)["totals"]["allocations"], 0)
+
+    def test_the_program_status_survives_a_closed_pipe(self):
+        self.assertEqual(self.run_unread("--", BASIC, "3"), 3)
+        self.assert_capture_kept()
+
+    def test_the_leak_gate_survives_a_closed_pipe(self):
+        self.assertEqual(self.run_unread("--fail-on-leak", "--", fixture("leak-cycle")), 23)
+        self.assert_capture_kept()
 
 
 class Unwritable(MemprofTestCase):
