@@ -689,15 +689,16 @@ static bool memo_is_allocator(struct alloc_memo *m, const struct reports_frame *
 /* The frame a site is shown by: the first frame of the program (not an
  * allocator wrapper) that has a line, else the first such frame at all,
  * else the first frame.  Symbolizes the stack only as far as it looks. */
-static void lineno_key(struct reports_symbolizer *sym, const struct reports_capture *cap,
-		       uint32_t stack, struct alloc_memo *memo, struct reports_lineno *key)
+static const struct reports_frame *lineno_key(struct reports_symbolizer *sym,
+					      const struct reports_capture *cap, uint32_t stack,
+					      struct alloc_memo *memo, struct reports_lineno *key)
 {
 	memset(key, 0, sizeof(*key));
 	if (!sym) {
 		uint64_t ip = 0;
 		if (reports_stack_ips(cap, stack, &ip, 1) > 0)
 			key->address = ip;
-		return;
+		return NULL;
 	}
 	const struct reports_frame *pick = NULL, *first = NULL;
 	uint32_t node = stack;
@@ -728,33 +729,62 @@ static void lineno_key(struct reports_symbolizer *sym, const struct reports_capt
 		key->module = pick->module;
 		key->address = pick->address;
 	}
+	return pick;
 }
 
+/* Adds site s's counters to entry l. */
+static void lineno_add(struct reports_lineno *l, const struct reports_site *s)
+{
+	l->allocations += s->allocations;
+	l->bytes += s->bytes;
+	l->peak_bytes += s->peak_bytes;
+	l->leaked_bytes += s->leaked_bytes;
+}
+
+/* The sites by the frame each is shown by.  A key is a function of that
+ * frame alone (of the first address without a symbolizer), and the
+ * symbolizer keeps one frame per address in place: the sites are first
+ * gathered by frame, through a map (a deep recursion has a million sites
+ * and a handful of frames), then the frames' keys sorted and equal ones
+ * merged (two addresses on one line). */
 static int build_lineno(struct builder *bd, struct reports_symbolizer *sym)
 {
 	struct reports_analysis *an = bd->an;
-	struct reports_lineno *v = calloc(an->n_sites ? an->n_sites : 1, sizeof(*v));
+	struct reports_lineno *v = NULL;
+	size_t n_v = 0, cap_v = 0;
+	struct reports_map by_frame = { 0 };
 	struct alloc_memo *memo = calloc(1, sizeof(*memo));
-	if (!v || !memo) {
-		free(v);
-		free(memo);
-		return -ENOMEM;
-	}
-	for (size_t i = 0; i < an->n_sites; i++) {
+	int res = memo ? 0 : -ENOMEM;
+	for (size_t i = 0; res == 0 && i < an->n_sites; i++) {
 		const struct reports_site *s = &an->sites[i];
 		if ((i & 0xff) == 0) /* progress.c */
 			reports_progress("symbolizing", i, an->n_sites);
-		lineno_key(sym, bd->cap, s->stack, memo, &v[i]);
-		v[i].allocations = s->allocations;
-		v[i].bytes = s->bytes;
-		v[i].peak_bytes = s->peak_bytes;
-		v[i].leaked_bytes = s->leaked_bytes;
+		struct reports_lineno key;
+		const struct reports_frame *pick = lineno_key(sym, bd->cap, s->stack, memo, &key);
+		uint64_t group = sym ? (uint64_t)(uintptr_t)pick : key.address;
+		uint32_t at;
+		if (reports_map_get(&by_frame, group, &at)) {
+			lineno_add(&v[at], s);
+			continue;
+		}
+		if (n_v >= UINT32_MAX - 1 ||
+		    reports_vec_push(&v, &n_v, &cap_v, &key, sizeof(key)) < 0 ||
+		    reports_map_put(&by_frame, group, (uint32_t)(n_v - 1)) < 0) {
+			res = -ENOMEM;
+			break;
+		}
+		lineno_add(&v[n_v - 1], s);
 	}
 	free(memo);
-	if (an->n_sites > 1)
-		qsort(v, an->n_sites, sizeof(*v), cmp_lineno_key);
+	reports_map_finish(&by_frame);
+	if (res < 0) {
+		free(v);
+		return res;
+	}
+	if (n_v > 1)
+		qsort(v, n_v, sizeof(*v), cmp_lineno_key);
 	size_t n = 0;
-	for (size_t i = 0; i < an->n_sites; i++) {
+	for (size_t i = 0; i < n_v; i++) {
 		if (n > 0 && cmp_lineno_key(&v[n - 1], &v[i]) == 0) {
 			v[n - 1].allocations += v[i].allocations;
 			v[n - 1].bytes += v[i].bytes;

@@ -1,7 +1,8 @@
 """test_stacks.py: stacks that share their entry frame's slot and return
 address but differ further out, each counted apart (the tracer's memo of
 recent stacks must tell them apart; tests/fixtures/fixture-stacks.c has
-the numbers), in code with frame pointers and without."""
+the numbers), in code with frame pointers and without; and the lineno
+view, one entry a source line whatever the sites and frames under it."""
 import os
 import sys
 
@@ -61,6 +62,20 @@ class Stacks(MemprofTestCase):
         self.assertEqual(self.count(report, "thread_b"), 700)
         for marker in ("thread_a", "thread_b"):
             self.assertEqual(len(self.sites_at(report, marker)), 1, marker)
+        # pair: two calls on one line, two sites
+        pair = self.sites_at(report, "pair")
+        self.assertEqual(sorted(s["bytes"] for s in pair), [1600, 3200])
+        # the lineno view: one entry a line, whatever the sites under it
+        # (8 paths to walk's malloc, two frames on pair's line)
+        lineno = {}
+        for entry in report["lineno"]:
+            if entry["file"] and entry["file"].endswith("/" + SOURCE):
+                self.assertNotIn(entry["line"], lineno)
+                lineno[entry["line"]] = (entry["allocations"], entry["bytes"])
+        want = {"leaf_malloc": (3000, 72000), "kinds_malloc": (500, 20000),
+                "kinds_calloc": (500, 20000), "walk_malloc": (2000, 112000),
+                "leaf_t": (1000, 72000), "pair": (200, 4800)}
+        self.assertEqual(lineno, {source_line(SOURCE, m): n for m, n in want.items()})
 
     def test_stacks_in_the_same_slots_are_told_apart(self):
         report, _ = self.run_json(STACKS)
