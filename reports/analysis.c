@@ -199,27 +199,39 @@ static int replay_events(struct builder *bd, struct replay *rp)
 	return res;
 }
 
-/* The sites, their peak shares known, into an->sites. */
+/* The sites, their peak shares known, into an->sites: in the counters'
+ * own memory, each site written over its counters from the last down (a
+ * site is bigger, so site s covers counters s and after only, already
+ * read).  A deep recursion has millions of sites: the counters and a
+ * fresh array side by side were the report's peak memory. */
+_Static_assert(sizeof(struct reports_site) >= sizeof(struct site_live),
+	       "a site covers its own counters and later ones only");
+
 static int replay_sites(struct builder *bd)
 {
 	struct reports_analysis *an = bd->an;
-	an->sites = calloc(an->n_sites ? an->n_sites : 1, sizeof(*an->sites));
-	if (!an->sites)
+	size_t n = an->n_sites;
+	void *mem = realloc(bd->live, (n ? n : 1) * sizeof(struct reports_site));
+	if (!mem)
 		return -ENOMEM;
-	for (size_t s = 0; s < an->n_sites; s++) {
-		site_change(bd, (uint32_t)s, 0, UINT64_MAX);
-		const struct site_live *l = &bd->live[s];
-		struct reports_site *site = &an->sites[s];
-		site->stack = bd->site_stack[s];
-		site->allocations = l->allocations;
-		site->bytes = l->bytes;
-		site->peak_bytes = bd->peaked ? l->peak : 0;
-		site->temporary = l->temporary;
-	}
-	/* the counters are all in an->sites now */
-	free(bd->live);
-	free(bd->site_stack);
 	bd->live = NULL;
+	const struct site_live *live = mem;
+	struct reports_site *sites = mem;
+	for (size_t s = n; s-- > 0;) {
+		struct site_live l = live[s];
+		/* what it held at the latest peak, if it did not change since */
+		if (bd->peaked && l.stamp <= bd->peak_index)
+			l.peak = l.live;
+		sites[s] = (struct reports_site){
+			.stack = bd->site_stack[s],
+			.allocations = l.allocations,
+			.bytes = l.bytes,
+			.peak_bytes = bd->peaked ? l.peak : 0,
+			.temporary = l.temporary,
+		};
+	}
+	an->sites = sites;
+	free(bd->site_stack);
 	bd->site_stack = NULL;
 	return 0;
 }
