@@ -425,10 +425,13 @@ entry_frame(const struct thread_unwind *t, uintptr_t fp, uint64_t *ip, uintptr_t
 	uintptr_t hi = t->hi;
 	if (fp < t->lo || fp + 16 > hi)
 		return false;
+	/* memprof's text, in registers: the stack reads below may alias
+	 * anything, and would have it read again each frame */
+	uintptr_t self_lo = tracer.self_lo, self_hi = tracer.self_hi;
 	*ip = 0;
 	for (;;) {
 		uint64_t ra = *(const uint64_t *)(fp + 8);
-		if (!own_ip(ra))
+		if (ra < self_lo || ra >= self_hi)
 			break;
 		*ip = ra;
 		*slot = fp + 8;
