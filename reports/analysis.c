@@ -214,14 +214,11 @@ static int replay_sites(struct builder *bd)
 	void *mem = realloc(bd->live, (n ? n : 1) * sizeof(struct reports_site));
 	if (!mem)
 		return -ENOMEM;
-	bd->live = NULL;
-	const struct site_live *live = mem;
+	bd->live = mem;
 	struct reports_site *sites = mem;
 	for (size_t s = n; s-- > 0;) {
-		struct site_live l = live[s];
-		/* what it held at the latest peak, if it did not change since */
-		if (bd->peaked && l.stamp <= bd->peak_index)
-			l.peak = l.live;
+		site_change(bd, (uint32_t)s, 0, UINT64_MAX); /* its peak share */
+		struct site_live l = bd->live[s];
 		sites[s] = (struct reports_site){
 			.stack = bd->site_stack[s],
 			.allocations = l.allocations,
@@ -231,6 +228,7 @@ static int replay_sites(struct builder *bd)
 		};
 	}
 	an->sites = sites;
+	bd->live = NULL;
 	free(bd->site_stack);
 	bd->site_stack = NULL;
 	return 0;
@@ -744,13 +742,13 @@ static const struct reports_frame *lineno_key(struct reports_symbolizer *sym,
 	return pick;
 }
 
-/* Adds site s's counters to entry l. */
-static void lineno_add(struct reports_lineno *l, const struct reports_site *s)
+/* Adds the counters of from to to. */
+static void lineno_add(struct reports_lineno *to, const struct reports_lineno *from)
 {
-	l->allocations += s->allocations;
-	l->bytes += s->bytes;
-	l->peak_bytes += s->peak_bytes;
-	l->leaked_bytes += s->leaked_bytes;
+	to->allocations += from->allocations;
+	to->bytes += from->bytes;
+	to->peak_bytes += from->peak_bytes;
+	to->leaked_bytes += from->leaked_bytes;
 }
 
 /* The sites by the frame each is shown by.  A key is a function of that
@@ -773,10 +771,14 @@ static int build_lineno(struct builder *bd, struct reports_symbolizer *sym)
 			reports_progress("symbolizing", i, an->n_sites);
 		struct reports_lineno key;
 		const struct reports_frame *pick = lineno_key(sym, bd->cap, s->stack, memo, &key);
+		key.allocations = s->allocations;
+		key.bytes = s->bytes;
+		key.peak_bytes = s->peak_bytes;
+		key.leaked_bytes = s->leaked_bytes;
 		uint64_t group = sym ? (uint64_t)(uintptr_t)pick : key.address;
 		uint32_t at;
 		if (reports_map_get(&by_frame, group, &at)) {
-			lineno_add(&v[at], s);
+			lineno_add(&v[at], &key);
 			continue;
 		}
 		if (n_v >= UINT32_MAX - 1 ||
@@ -785,7 +787,6 @@ static int build_lineno(struct builder *bd, struct reports_symbolizer *sym)
 			res = -ENOMEM;
 			break;
 		}
-		lineno_add(&v[n_v - 1], s);
 	}
 	free(memo);
 	reports_map_finish(&by_frame);
@@ -797,14 +798,10 @@ static int build_lineno(struct builder *bd, struct reports_symbolizer *sym)
 		qsort(v, n_v, sizeof(*v), cmp_lineno_key);
 	size_t n = 0;
 	for (size_t i = 0; i < n_v; i++) {
-		if (n > 0 && cmp_lineno_key(&v[n - 1], &v[i]) == 0) {
-			v[n - 1].allocations += v[i].allocations;
-			v[n - 1].bytes += v[i].bytes;
-			v[n - 1].peak_bytes += v[i].peak_bytes;
-			v[n - 1].leaked_bytes += v[i].leaked_bytes;
-		} else {
+		if (n > 0 && cmp_lineno_key(&v[n - 1], &v[i]) == 0)
+			lineno_add(&v[n - 1], &v[i]);
+		else
 			v[n++] = v[i];
-		}
 	}
 	if (n > 1)
 		qsort(v, n, sizeof(*v), cmp_lineno_bytes);
