@@ -177,6 +177,22 @@ class CaptureFiles(MemprofTestCase):
             self.assertEqual(f.read(), "precious\n")
         self.assertTrue(os.path.islink(link))
 
+    def test_the_tracer_empties_a_file_that_holds_something(self):
+        # the tracer preloaded by hand over an old file: what it held goes,
+        # (the capture is opened for appending: kept, it would come first)
+        capture = self.path("c.mpc")
+        with open(capture, "wb") as f:
+            f.write(b"old contents\n" * 100000)
+        env = env_without_preload(LD_PRELOAD=TRACER, MEMPROF_OUTPUT=capture)
+        p = subprocess.run([BASIC], capture_output=True, text=True, env=env, cwd=self.tmp)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        with open(capture, "rb") as f:
+            self.assertEqual(f.read(8), b"MEMPROF\0")
+        self.assertLess(os.path.getsize(capture), 1300000)
+        p = memprof("report", capture, cwd=self.tmp)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn("allocations: 15, frees: 11", p.stdout)
+
     def test_an_existing_capture_is_replaced_not_written_through(self):
         capture = self.path("c.mpc")
         with open(capture, "w") as f:
