@@ -85,6 +85,22 @@ int cli_parse_size(const char *s, uint64_t *out)
 	return 0;
 }
 
+/* The text report's stream: stderr (memprof run's) is unbuffered, and the
+ * report went out in a write() a field or a character (945 for churn's
+ * report), so it is written through a buffered stream of its own on the
+ * same file (flushed before the next message); out itself otherwise. */
+static FILE *buffered(FILE *out)
+{
+	if (out != stderr)
+		return out;
+	fflush(stderr);
+	int fd = dup(fileno(stderr));
+	FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+	if (!f && fd >= 0)
+		close(fd);
+	return f ? f : out;
+}
+
 int cli_outputs_render(struct reports_capture *cap, const struct cli_outputs *outs)
 {
 	int ret = -1;
@@ -110,11 +126,13 @@ int cli_outputs_render(struct reports_capture *cap, const struct cli_outputs *ou
 	};
 	ret = cli_leaks_prepare(cap, an, sym, outs, &opts);
 	/* a reader that left (`| head`) is not a failure: it read enough */
-	if (outs->text && reports_render_text(outs->text, cap, an, sym, &opts) < 0 &&
-	    errno != EPIPE) {
+	FILE *text = buffered(outs->text);
+	if (text && reports_render_text(text, cap, an, sym, &opts) < 0 && errno != EPIPE) {
 		fprintf(stderr, "memprof: cannot write the text report: %s\n", strerror(errno));
 		ret = -1;
 	}
+	if (text && text != outs->text)
+		fclose(text); /* flushed by reports_render_text() */
 	opts.color = false;
 	for (size_t i = 0; i < outs->n_json; i++) {
 		if (reports_render_json(outs->json[i], cap, an, sym, &opts) < 0) {
