@@ -20,12 +20,11 @@
  * reachable.  Memory stays proportional to the live blocks and the sites,
  * not to the events.  Once the whole capture is known (memprof report;
  * memprof run once the program is over) the pass runs on two threads:
- * this one merges and decodes the events, another replays them.
+ * one merges and decodes the events, the other replays them (events.c,
+ * reports_events_apply()).
  */
-#define _GNU_SOURCE /* qsort_r, sched_getaffinity */
+#define _GNU_SOURCE /* qsort_r */
 #include <errno.h>
-#include <pthread.h>
-#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -35,9 +34,6 @@
 #include "replay.h"
 #include "reports-private.h"
 #include "reports.h"
-
-/* Events taken from the merge at once (replay_events). */
-#define REPLAY_BATCH 64
 
 /* A site's counters during the pass, in one place (a program with deep
  * recursion has millions of sites: one cache line per site touched);
@@ -131,13 +127,21 @@ static void site_change(struct builder *bd, uint32_t site, int64_t delta, uint64
 	l->stamp = index;
 }
 
-/* Replays events evs[0, n), the first numbered *index: totals, sites,
- * the peak and each site's share of it, temporary allocations, and the
- * live blocks (in rp).  While a capture is followed, sites are keyed by
- * raw stack slot (prepass_canonical() merges them afterwards). */
-static int replay_batch(struct builder *bd, struct replay *rp, const struct reports_event *evs,
-			size_t n, uint64_t *index)
+/* A pass's replay: its builder and live blocks. */
+struct pass {
+	struct builder *bd;
+	struct replay *rp;
+};
+
+/* Replays events evs[0, n), the first numbered *index (a
+ * reports_apply_fn): totals, sites, the peak and each site's share of it,
+ * temporary allocations, and the live blocks.  While a capture is
+ * followed, sites are keyed by raw stack slot (prepass_canonical() merges
+ * them afterwards). */
+static int replay_batch(void *arg, const struct reports_event *evs, size_t n, uint64_t *index)
 {
+	struct builder *bd = ((struct pass *)arg)->bd;
+	struct replay *rp = ((struct pass *)arg)->rp;
 	const struct reports_capture *cap = bd->cap;
 	struct reports_analysis *an = bd->an;
 	struct reports_totals *t = &an->totals;
@@ -189,133 +193,9 @@ static int replay_batch(struct builder *bd, struct replay *rp, const struct repo
 	return res;
 }
 
-/* ---- the pass on two threads -------------------------------------------
- * Decoding and merging the events (events.c, with the reader's index
- * pass) is about half of a pass, replaying them the other half.  Once no
- * event is left to wait for, the merge hands batches to a thread that
- * replays them, through a ring: memprof report, and the part of a
- * followed capture left when the program ends (while the program runs,
- * it has the cores).  The replaying thread reads nothing the merge still
- * changes: the reader's stacks and counts are final by then. */
-
-/* Batches between the two threads.  A side that waits (the ring empty,
- * or full) is woken when half the ring is there for it, not at every
- * batch: waking a thread per batch cost more than the second core gave. */
-#define PIPE_BATCHES 64
-#define PIPE_WAKE (PIPE_BATCHES / 2)
-
-struct pipe {
-	struct builder *bd;
-	struct replay *rp;
-	uint64_t index; /* the replaying thread's next event */
-	struct reports_event ev[PIPE_BATCHES][REPLAY_BATCH];
-	size_t n[PIPE_BATCHES];
-	pthread_mutex_t lock;
-	pthread_cond_t cond; /* one side waits at a time: full or empty */
-	size_t put, taken;   /* batches, under lock */
-	bool done;           /* no batch will come: under lock */
-	bool failed;         /* the replay stopped with res: under lock */
-	bool waits;          /* the side that waits, if any: under lock */
-	int res;
-	pthread_t thread;
-};
-
-static void *pipe_main(void *arg)
-{
-	struct pipe *pp = arg;
-	pthread_mutex_lock(&pp->lock);
-	for (;;) {
-		while (pp->taken == pp->put && !pp->done) {
-			pp->waits = true;
-			pthread_cond_wait(&pp->cond, &pp->lock);
-		}
-		if (pp->taken == pp->put)
-			break; /* done */
-		size_t slot = pp->taken % PIPE_BATCHES;
-		pthread_mutex_unlock(&pp->lock);
-		int res = replay_batch(pp->bd, pp->rp, pp->ev[slot], pp->n[slot], &pp->index);
-		pthread_mutex_lock(&pp->lock);
-		pp->taken++;
-		if (res < 0) {
-			pp->res = res;
-			pp->failed = true;
-		}
-		if ((pp->waits && pp->put - pp->taken <= PIPE_WAKE) || res < 0) {
-			pp->waits = false;
-			pthread_cond_signal(&pp->cond);
-		}
-		if (res < 0)
-			break;
-	}
-	pthread_mutex_unlock(&pp->lock);
-	return NULL;
-}
-
-/* Whether this process may use more than one core. */
-static bool several_cores(void)
-{
-	cpu_set_t set;
-	return sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) > 1;
-}
-
-/* The rest of the pass from event index on, on two threads: 0, a
- * negative errno, or 1 when the second thread could not start (nothing
- * was taken from it). */
-static int replay_piped(struct builder *bd, struct replay *rp, struct reports_events *it,
-			uint64_t index)
-{
-	struct pipe *pp = calloc(1, sizeof(*pp));
-	if (!pp)
-		return 1;
-	pp->bd = bd;
-	pp->rp = rp;
-	pp->index = index;
-	pthread_mutex_init(&pp->lock, NULL);
-	pthread_cond_init(&pp->cond, NULL);
-	int res = 1;
-	if (pthread_create(&pp->thread, NULL, pipe_main, pp) != 0)
-		goto out;
-	res = 0;
-	for (;;) {
-		pthread_mutex_lock(&pp->lock);
-		while (pp->put - pp->taken == PIPE_BATCHES && !pp->failed) {
-			pp->waits = true;
-			pthread_cond_wait(&pp->cond, &pp->lock);
-		}
-		bool failed = pp->failed;
-		size_t slot = pp->put % PIPE_BATCHES;
-		pthread_mutex_unlock(&pp->lock);
-		int n = failed ? 0 : reports_events_read(it, pp->ev[slot], REPLAY_BATCH);
-		pthread_mutex_lock(&pp->lock);
-		if (n > 0) {
-			pp->n[slot] = (size_t)n;
-			pp->put++;
-		} else {
-			res = n;
-			pp->done = true;
-		}
-		if (pp->waits && (pp->put - pp->taken >= PIPE_WAKE || pp->done)) {
-			pp->waits = false;
-			pthread_cond_signal(&pp->cond);
-		}
-		pthread_mutex_unlock(&pp->lock);
-		if (n <= 0)
-			break;
-	}
-	pthread_join(pp->thread, NULL);
-	if (res == 0 && pp->failed)
-		res = pp->res;
-out:
-	pthread_cond_destroy(&pp->cond);
-	pthread_mutex_destroy(&pp->lock);
-	free(pp);
-	return res;
-}
-
-/* The pass over the events (replay_batch()), the live blocks at the end
- * left in rp.  While a capture is followed, the events are replayed here
- * as they become final; once none is left to wait for, on two threads
- * where there are two cores. */
+/* The pass over the events (replay_batch(), on a second thread once no
+ * event is left to wait for: reports_events_apply()), the live blocks at
+ * the end left in rp. */
 static int replay_events(struct builder *bd, struct replay *rp)
 {
 	const struct reports_capture *cap = bd->cap;
@@ -327,20 +207,9 @@ static int replay_events(struct builder *bd, struct replay *rp)
 	bd->node_limit = cap->n_nodes;
 	if (!bd->pending || (cap->n_nodes > 0 && !by_node_grow(bd, (uint32_t)cap->n_nodes - 1)))
 		res = -ENOMEM;
-	bool pipe = several_cores();
-	struct reports_event batch[REPLAY_BATCH];
-	uint64_t i = 0;
-	while (res == 0) {
-		if (pipe && cap->source && cap->source->safe_seq == UINT64_MAX) {
-			if ((res = replay_piped(bd, rp, it, i)) <= 0)
-				break;
-			res = 0;
-			pipe = false; /* no second thread: on here */
-		}
-		if ((res = reports_events_read(it, batch, REPLAY_BATCH)) <= 0)
-			break;
-		res = replay_batch(bd, rp, batch, (size_t)res, &i);
-	}
+	struct pass pass = { bd, rp };
+	if (res == 0)
+		res = reports_events_apply(it, replay_batch, &pass);
 	reports_events_close(it);
 	return res;
 }

@@ -33,8 +33,11 @@
  * and answers -EIO if the bytes are no longer what the reader saw (the
  * file was rewritten under it).
  */
+#define _GNU_SOURCE /* sched_getaffinity */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -778,4 +781,153 @@ int reports_events_read(struct reports_events *it, struct reports_event *evs, si
 			return res;
 	}
 	return (int)n;
+}
+
+/* ---- a whole pass, on two threads once nothing is left to wait for ------
+ * Decoding and merging the events (with the reader's index pass, while a
+ * capture is followed) is about half of a pass, what the pass does with
+ * them (the analysis's replay, the HTML page's curve) the other half, and
+ * both ran on one thread, also after the program had ended, when memprof
+ * run waits for nothing else.  Once the whole capture is known (memprof
+ * report from the start; memprof run once the program is over and the
+ * follower has read the rest), the merge hands batches to a thread that
+ * applies them, through a ring.  That thread reads nothing the merge
+ * still changes: the reader's stacks and counts are final by then. */
+
+/* Events in a batch; batches in the ring.  A side that waits (the ring
+ * empty, or full) is woken when half the ring is there for it, not at
+ * every batch: waking a thread per batch cost more than the second core
+ * gave (churn's report: 0.35 s of system time). */
+#define APPLY_BATCH 64
+#define PIPE_BATCHES 64
+#define PIPE_WAKE (PIPE_BATCHES / 2)
+
+struct pipe {
+	reports_apply_fn *apply;
+	void *ctx;
+	uint64_t index; /* the applying thread's next event */
+	struct reports_event ev[PIPE_BATCHES][APPLY_BATCH];
+	size_t n[PIPE_BATCHES];
+	pthread_mutex_t lock;
+	pthread_cond_t cond; /* one side waits at a time: full or empty */
+	size_t put, taken;   /* batches, under lock */
+	bool done;           /* no batch will come: under lock */
+	bool failed;         /* apply stopped with res: under lock */
+	bool waits;          /* the side that waits, if any: under lock */
+	int res;
+	pthread_t thread;
+};
+
+static void *pipe_main(void *arg)
+{
+	struct pipe *pp = arg;
+	pthread_mutex_lock(&pp->lock);
+	for (;;) {
+		while (pp->taken == pp->put && !pp->done) {
+			pp->waits = true;
+			pthread_cond_wait(&pp->cond, &pp->lock);
+		}
+		if (pp->taken == pp->put)
+			break; /* done */
+		size_t slot = pp->taken % PIPE_BATCHES;
+		pthread_mutex_unlock(&pp->lock);
+		int res = pp->apply(pp->ctx, pp->ev[slot], pp->n[slot], &pp->index);
+		pthread_mutex_lock(&pp->lock);
+		pp->taken++;
+		if (res < 0) {
+			pp->res = res;
+			pp->failed = true;
+		}
+		if ((pp->waits && pp->put - pp->taken <= PIPE_WAKE) || res < 0) {
+			pp->waits = false;
+			pthread_cond_signal(&pp->cond);
+		}
+		if (res < 0)
+			break;
+	}
+	pthread_mutex_unlock(&pp->lock);
+	return NULL;
+}
+
+/* Whether this process may use more than one core. */
+static bool several_cores(void)
+{
+	cpu_set_t set;
+	return sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) > 1;
+}
+
+/* The rest of the pass from event index on, applied on a second thread:
+ * 0, a negative errno, or 1 when that thread could not start (nothing
+ * was taken from it). */
+static int pipe_rest(struct reports_events *it, reports_apply_fn *apply, void *ctx,
+		     uint64_t index)
+{
+	struct pipe *pp = calloc(1, sizeof(*pp));
+	if (!pp)
+		return 1;
+	pp->apply = apply;
+	pp->ctx = ctx;
+	pp->index = index;
+	pthread_mutex_init(&pp->lock, NULL);
+	pthread_cond_init(&pp->cond, NULL);
+	int res = 1;
+	if (pthread_create(&pp->thread, NULL, pipe_main, pp) != 0)
+		goto out;
+	res = 0;
+	for (;;) {
+		pthread_mutex_lock(&pp->lock);
+		while (pp->put - pp->taken == PIPE_BATCHES && !pp->failed) {
+			pp->waits = true;
+			pthread_cond_wait(&pp->cond, &pp->lock);
+		}
+		bool failed = pp->failed;
+		size_t slot = pp->put % PIPE_BATCHES;
+		pthread_mutex_unlock(&pp->lock);
+		int n = failed ? 0 : reports_events_read(it, pp->ev[slot], APPLY_BATCH);
+		pthread_mutex_lock(&pp->lock);
+		if (n > 0) {
+			pp->n[slot] = (size_t)n;
+			pp->put++;
+		} else {
+			res = n;
+			pp->done = true;
+		}
+		if (pp->waits && (pp->put - pp->taken >= PIPE_WAKE || pp->done)) {
+			pp->waits = false;
+			pthread_cond_signal(&pp->cond);
+		}
+		pthread_mutex_unlock(&pp->lock);
+		if (n <= 0)
+			break;
+	}
+	pthread_join(pp->thread, NULL);
+	if (res == 0 && pp->failed)
+		res = pp->res;
+out:
+	pthread_cond_destroy(&pp->cond);
+	pthread_mutex_destroy(&pp->lock);
+	free(pp);
+	return res;
+}
+
+int reports_events_apply(struct reports_events *it, reports_apply_fn *apply, void *ctx)
+{
+	const struct reports_source *src = it->src;
+	struct reports_event batch[APPLY_BATCH];
+	uint64_t index = 0;
+	bool pipe = several_cores();
+	for (;;) {
+		if (pipe && src && src->safe_seq == UINT64_MAX) {
+			int res = pipe_rest(it, apply, ctx, index);
+			if (res <= 0)
+				return res;
+			pipe = false; /* no second thread: on here */
+		}
+		int n = reports_events_read(it, batch, APPLY_BATCH);
+		if (n <= 0)
+			return n;
+		int res = apply(ctx, batch, (size_t)n, &index);
+		if (res < 0)
+			return res;
+	}
 }

@@ -25,9 +25,6 @@
 #include "reports-private.h"
 #include "reports.h"
 
-/* Events taken from the merge at once. */
-#define HTML_BATCH 64
-
 struct state {
 	const struct reports_capture *cap;
 	const struct reports_analysis *an;
@@ -40,6 +37,8 @@ struct state {
 	struct replay rp; /* the live blocks, and their bytes */
 	uint64_t *site_bytes, *site_blocks;
 	size_t cap_points, cap_breakdowns, cap_shares;
+	size_t at;         /* the next point to close */
+	uint64_t max_live; /* live bytes at most since the last point */
 };
 
 static int add_block(struct state *st, const struct reports_event *ev, uint64_t index,
@@ -196,53 +195,49 @@ static uint32_t *by_stack(const struct state *st, uint32_t stack)
 	return stack == REPORTS_NO_STACK ? &st->site_by_stack[st->n_nodes] : NULL;
 }
 
-static int replay(struct state *st)
+/* The curve and the breakdowns from events evs[0, n), the first
+ * numbered *index (a reports_apply_fn). */
+static int replay_batch(void *arg, const struct reports_event *evs, size_t n, uint64_t *index)
 {
-	const struct reports_capture *cap = st->cap;
+	struct state *st = arg;
 	struct reports_html_data *hd = st->hd;
-	size_t at = 0;
-	uint64_t max_live = 0;
-	struct reports_events *it;
-	struct reports_event batch[HTML_BATCH];
-	size_t n_batch = 0, next = 0;
-	int more = reports_events_open(cap, &it);
-	for (uint64_t index = 0; more == 0; index++) {
-		if (next == n_batch) {
-			if ((more = reports_events_read(it, batch, HTML_BATCH)) <= 0)
+	int res = 0;
+	for (size_t k = 0; k < n && res == 0; k++) {
+		const struct reports_event *ev = &evs[k];
+		uint64_t i = (*index)++;
+		if (st->at < hd->n_points && hd->points[st->at].seq < ev->seq) {
+			if ((res = close_points(st, &st->at, ev->seq, st->max_live)) < 0)
 				break;
-			n_batch = (size_t)more;
-			next = 0;
-			more = 0;
-		}
-		const struct reports_event *ev = &batch[next++];
-		if (at < hd->n_points && hd->points[at].seq < ev->seq) {
-			if ((more = close_points(st, &at, ev->seq, max_live)) < 0)
-				break;
-			max_live = st->rp.live_bytes;
+			st->max_live = st->rp.live_bytes;
 		}
 		if (ev->kind == REPORTS_EVENT_ALLOC) {
 			const uint32_t *site = by_stack(st, ev->stack);
 			if (!site || *site == NO_SLOT)
 				continue; /* the analysis made a site for every ALLOC */
-			unsigned k = size_bucket(ev->size);
-			hd->size_count[k]++;
-			hd->size_bytes[k] += ev->size;
-			if ((more = add_block(st, ev, index, *site)) < 0)
-				break;
+			unsigned b = size_bucket(ev->size);
+			hd->size_count[b]++;
+			hd->size_bytes[b] += ev->size;
+			res = add_block(st, ev, i, *site);
 		} else {
-			int res = remove_block(st, ev, index);
-			if (res < 0) {
-				more = res;
-				break;
-			}
+			res = remove_block(st, ev, i);
+			res = res < 0 ? res : 0;
 		}
-		if (st->rp.live_bytes > max_live)
-			max_live = st->rp.live_bytes;
+		if (st->rp.live_bytes > st->max_live)
+			st->max_live = st->rp.live_bytes;
 	}
+	return res;
+}
+
+static int replay(struct state *st)
+{
+	struct reports_events *it;
+	int res = reports_events_open(st->cap, &it);
+	if (res == 0)
+		res = reports_events_apply(it, replay_batch, st);
 	reports_events_close(it);
-	if (more < 0)
-		return more;
-	return close_points(st, &at, UINT64_MAX, max_live);
+	if (res < 0)
+		return res;
+	return close_points(st, &st->at, UINT64_MAX, st->max_live);
 }
 
 struct reports_html_data *reports_html_data_build(const struct reports_capture *cap,

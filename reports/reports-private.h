@@ -209,6 +209,19 @@ struct reports_source {
  * to evs, 0 at the end, or a negative errno. */
 int reports_events_read(struct reports_events *it, struct reports_event *evs, size_t max);
 
+/* What a pass does with events evs[0, n), the first numbered *index (it
+ * advances *index by those it took): 0, or a negative errno that stops
+ * the pass. */
+typedef int reports_apply_fn(void *ctx, const struct reports_event *evs, size_t n,
+			     uint64_t *index);
+/* Takes every event of it, in batches, to apply(ctx, ...): on this thread
+ * while a followed capture may still grow, on a thread of its own from
+ * where nothing is left to wait for (when this process has two cores),
+ * the merge going on here.  apply must not read what the merge changes
+ * (the events iterator; the reader while it still reads the capture).
+ * 0, or apply's or the merge's negative errno. */
+int reports_events_apply(struct reports_events *it, reports_apply_fn *apply, void *ctx);
+
 /* Reads what the followed capture of src gained, up to its next FLUSHED
  * record or, once reports_capture_follow_end() was called, its end; the
  * runs from joined on (those the merge has not opened) are put in merge
