@@ -42,12 +42,12 @@ def plain(*argv, timeout=120):
                           timeout=timeout)
 
 
-def spawn_memprof(*args, cwd=None):
+def spawn_memprof(*args, cwd=None, stdout=subprocess.PIPE):
     env = dict(os.environ)
     env.pop("LD_PRELOAD", None)
     env["NO_COLOR"] = "1"
     return subprocess.Popen([MEMPROF, *args], cwd=cwd, env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            stdout=stdout, stderr=subprocess.PIPE)
 
 
 @contextlib.contextmanager
@@ -163,12 +163,8 @@ class ReaderGone(MemprofTestCase):
     with the compression half done."""
 
     def run_unread(self, *args):
-        env = dict(os.environ)
-        env.pop("LD_PRELOAD", None)
-        env["NO_COLOR"] = "1"
-        p = subprocess.Popen([MEMPROF, "run", "-o", self.path("c.mpc"), *args],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                             cwd=self.tmp, env=env)
+        p = spawn_memprof("run", "-o", self.path("c.mpc"), *args, cwd=self.tmp,
+                          stdout=subprocess.DEVNULL)
         p.stderr.close()  # nobody reads the report
         return p.wait(timeout=120)
 
