@@ -202,6 +202,7 @@ void tracer_init(void)
 	tracer.t0_ns = tracer_now_ns();
 	tracer.pid = getpid();
 	atomic_store(&tracer.seq, 1);
+	writer_barrier_setup(); /* before any buffer is taken */
 	read_config();
 	modules_self_init();
 	modules_text_of((uintptr_t)&tracer_init, &tracer.self_lo, &tracer.self_hi);
@@ -619,6 +620,7 @@ static void fork_child(void)
 	modules_unlock();
 	scan_unlock();
 	unwind_fork_child();
+	writer_barrier_setup(); /* the child is a process of its own */
 	t->tid = 0;
 	if (!atomic_load(&tracer.recording))
 		return;

@@ -167,7 +167,7 @@ struct tbuf *tracer_buf_begin(void)
 		b = tracer.late;
 		if (!b)
 			return NULL;
-		tbuf_lock(b);
+		tbuf_lock_shared(b); /* every exited thread's */
 		uint32_t tid = tracer_thread_tid();
 		if (b->tid != tid) {
 			tbuf_flush_locked(b);

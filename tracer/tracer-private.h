@@ -10,7 +10,10 @@
  *   stacks.c, encode.c, env.c: pure parts, unit-tested on their own.
  *
  * Locking: each per-thread buffer has a busy flag its owner takes around
- * every record (uncontended but for the sampler's periodic flush); the
+ * every record, and a claim a flusher of another thread (the sampler, the
+ * exit) takes: a Dekker pair made asymmetric with membarrier(2), so that
+ * the owner's side is a plain store and a load, no locked instruction
+ * (writer.c); the
  * stack table takes a lock only to insert a node; the module map has a lock
  * taken on dlopen/dlclose.  There is no lock on the allocation path shared
  * by threads.  Within the preload library, tracer_tls.guard is set while
@@ -44,7 +47,10 @@ enum tbuf_state { TBUF_FREE = 0, TBUF_ACTIVE = 1 };
  * and serves the next new thread.  len is published with release ordering
  * after each whole record, so [0, len) always holds whole records. */
 struct tbuf {
-	atomic_int busy;     /* taken by the owner per record, by flushers */
+	atomic_int busy;     /* taken by the owner per record (tbuf_lock()) */
+	/* taken by a flusher that is not the owner (writer.c): the claiming
+	 * call's token, 0 when unclaimed */
+	_Atomic uintptr_t claim;
 	atomic_int state;    /* enum tbuf_state */
 	atomic_int flushing; /* the owner is inside write(2) for this buffer */
 	uint32_t tid;        /* chunk tid; 0 for the sampler's buffer */
@@ -97,6 +103,10 @@ enum init_state { INIT_NONE = 0, INIT_RUNNING = 1, INIT_DONE = 2 };
 struct tracer {
 	atomic_int init;      /* enum init_state */
 	atomic_int recording; /* events are recorded */
+	/* membarrier(2) serves the buffers' locks: an owner takes its own
+	 * buffer without a locked instruction (set once, before any thread
+	 * but the first records; writer_barrier_setup()) */
+	bool asym;
 	/* the next sequence number: every thread's buffer takes blocks of it
 	 * (tbuf_seq()), so on a cache line of its own, away from the flags
 	 * every event reads */
@@ -206,7 +216,12 @@ bool writer_chunk_write(uint8_t *chunk, uint32_t len, uint32_t tid, bool force);
 void writer_fail(void);
 struct tbuf *tbuf_acquire(uint32_t tid);
 void tbuf_release(struct tbuf *b);
-void tbuf_lock_wait(struct tbuf *b);
+/* Takes b, which other threads may take the same way (the late buffer, a
+ * buffer being handed to a new thread): a locked exchange. */
+void tbuf_lock_shared(struct tbuf *b);
+/* membarrier(2) for the buffers' locks, if the kernel has it: at start,
+ * and again in a fork child (the registration is the process's). */
+void writer_barrier_setup(void);
 void tbuf_flush_locked(struct tbuf *b);
 void writer_flush_all(bool wait);
 /* Flushes every buffer, waiting a little for busy ones, and retires each
@@ -222,15 +237,22 @@ int writer_read_file(const char *path, char **out, size_t *len, size_t *map_len)
 /* ---- the buffer primitives, inline: every event takes each once, and
  * as calls they were 6% of the tracer's instructions on churn ---- */
 
-static inline bool tbuf_trylock(struct tbuf *b)
-{
-	return atomic_exchange_explicit(&b->busy, 1, memory_order_acquire) == 0;
-}
-
+/* Takes b, the calling thread's own buffer, which no other thread takes
+ * but as a flusher (tbuf_claim()): with membarrier, a store and a load
+ * (the flusher's barrier orders them against its claim); without, the
+ * locked exchange of tbuf_lock_shared(). */
 static inline void tbuf_lock(struct tbuf *b)
 {
-	if (__builtin_expect(!tbuf_trylock(b), 0))
-		tbuf_lock_wait(b);
+	if (__builtin_expect(tracer.asym, 1)) {
+		atomic_store_explicit(&b->busy, 1, memory_order_relaxed);
+		atomic_signal_fence(memory_order_seq_cst);
+		if (__builtin_expect(atomic_load_explicit(&b->claim, memory_order_acquire) == 0, 1))
+			return;
+		atomic_store_explicit(&b->busy, 0, memory_order_release);
+		tbuf_lock_shared(b); /* waits for the flusher */
+		return;
+	}
+	tbuf_lock_shared(b);
 }
 
 static inline void tbuf_unlock(struct tbuf *b)

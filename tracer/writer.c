@@ -18,11 +18,14 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <linux/membarrier.h>
 #include <sched.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -214,19 +217,97 @@ void writer_close(void)
 
 /* ---- per-thread buffers ------------------------------------------------ */
 
-/* tbuf_lock, tbuf_trylock, tbuf_unlock: inline, in tracer-private.h */
+/* ---- the buffers' locks ----------------------------------------------------
+ * An owner takes its own buffer for every event; a flusher of another
+ * thread (the sampler every 100 ms, the exit, a leak check, a fatal
+ * signal) takes it now and then.  busy (the owner's) and claim (a
+ * flusher's) make a Dekker pair: each side stores its flag, then loads
+ * the other's, and at least one of them sees the other.  That needs a full
+ * barrier between the store and the load on both sides.  The flusher's is
+ * membarrier(2), which runs one on every running thread of the process
+ * (a thread not running has passed one in its context switch), so the
+ * owner's side is a plain store and load: the locked exchange it took
+ * before was 7% of the tracer's time on binary trees and on churn.
+ * Without membarrier (an old kernel, a seccomp filter), every owner takes
+ * the locked exchange, itself a full barrier.  A flusher claims every
+ * buffer it will flush, then fences once, then waits for each owner to be
+ * out; no owner enters a claimed buffer.  Flushers exclude each other by
+ * the claim (a compare-and-swap), and never wait for a claim while they
+ * hold one, but the exit's flush, which only one thread runs. */
 
-/* tbuf_lock() when b is held elsewhere (by a flusher, mostly the
- * sampler): spins, then yields, until it is free. */
-void tbuf_lock_wait(struct tbuf *b)
+void writer_barrier_setup(void)
 {
-	unsigned spins = 0;
-	while (atomic_exchange_explicit(&b->busy, 1, memory_order_acquire) != 0) {
-		if (++spins > 64)
-			sched_yield();
-		else
-			__builtin_ia32_pause();
+	int saved = errno;
+	long cmds = syscall(SYS_membarrier, MEMBARRIER_CMD_QUERY, 0, 0);
+	tracer.asym = cmds > 0 && (cmds & MEMBARRIER_CMD_PRIVATE_EXPEDITED) &&
+		      syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0;
+	errno = saved;
+}
+
+static void backoff(unsigned spins)
+{
+	if (spins > 64)
+		sched_yield();
+	else
+		__builtin_ia32_pause();
+}
+
+void tbuf_lock_shared(struct tbuf *b)
+{
+	for (unsigned spins = 0;; spins++) {
+		if (atomic_load_explicit(&b->claim, memory_order_relaxed) == 0 &&
+		    atomic_exchange_explicit(&b->busy, 1, memory_order_seq_cst) == 0) {
+			if (atomic_load_explicit(&b->claim, memory_order_seq_cst) == 0)
+				return;
+			atomic_store_explicit(&b->busy, 0, memory_order_release);
+		}
+		backoff(spins);
 	}
+}
+
+/* Claims b for the calling flusher; token is unique to the claiming call
+ * (the address of a variable in its frame: a flush in a signal handler
+ * that interrupted another on the same thread has its own).  False when
+ * another flusher has it. */
+static bool tbuf_claim(struct tbuf *b, uintptr_t token)
+{
+	uintptr_t expect = 0;
+	return atomic_compare_exchange_strong(&b->claim, &expect, token);
+}
+
+/* Between a flusher's claims and its looks at busy: owners that had not
+ * taken their buffers by then see the claims. */
+static void claims_fence(void)
+{
+	int saved = errno;
+	if (tracer.asym && syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) != 0) {
+		/* cannot fail once registered; should it, owners go back to
+		 * the exchange, and those inside already had their store
+		 * drained long before the pause ends */
+		tracer.asym = false;
+		struct timespec ts = { 0, 2000000 };
+		nanosleep(&ts, NULL);
+	}
+	atomic_thread_fence(memory_order_seq_cst);
+	errno = saved;
+}
+
+/* Whether b, claimed and fenced, has no owner inside: waits for it to
+ * leave, at most tries rounds (UINT_MAX: for as long as it takes). */
+static bool tbuf_settled(struct tbuf *b, unsigned tries)
+{
+	for (unsigned spins = 0; atomic_load_explicit(&b->busy, memory_order_acquire) != 0;
+	     spins++) {
+		if (spins >= tries)
+			return false;
+		backoff(spins);
+	}
+	return true;
+}
+
+static void tbuf_unclaim(struct tbuf *b)
+{
+	atomic_store_explicit(&b->claim, 0, memory_order_release);
 }
 
 struct tbuf *tbuf_acquire(uint32_t tid)
@@ -249,8 +330,8 @@ struct tbuf *tbuf_acquire(uint32_t tid)
 			b->next = head;
 		while (!atomic_compare_exchange_weak(&tracer.tbufs, &head, b));
 	}
-	/* a flusher may hold busy for a moment (it finds nothing to flush) */
-	tbuf_lock(b);
+	/* a flusher may hold it for a moment (it finds nothing to flush) */
+	tbuf_lock_shared(b);
 	b->tid = tid;
 	atomic_store_explicit(&b->len, 0, memory_order_relaxed);
 	record_deltas_reset(&b->deltas);
@@ -282,37 +363,51 @@ void tbuf_flush_locked(struct tbuf *b)
 
 void writer_flush_all(bool wait)
 {
+	uintptr_t token = (uintptr_t)&token;
+	bool any = false;
 	for (struct tbuf *b = atomic_load(&tracer.tbufs); b; b = b->next) {
 		if (atomic_load_explicit(&b->len, memory_order_relaxed) == 0)
 			continue;
-		if (wait)
-			tbuf_lock(b);
-		else if (!tbuf_trylock(b))
+		for (unsigned spins = 0; !tbuf_claim(b, token) && wait; spins++)
+			backoff(spins);
+		any = true;
+	}
+	if (!any)
+		return;
+	claims_fence();
+	for (struct tbuf *b = atomic_load(&tracer.tbufs); b; b = b->next) {
+		if (atomic_load_explicit(&b->claim, memory_order_relaxed) != token)
 			continue;
-		tbuf_flush_locked(b);
-		tbuf_unlock(b);
+		if (tbuf_settled(b, wait ? UINT_MAX : 0))
+			tbuf_flush_locked(b);
+		tbuf_unclaim(b);
 	}
 }
 
 bool writer_flush_every(void)
 {
+	/* every buffer, empty or not: one that looks empty may be held by a
+	 * thread that took its seq but has not written its record.  A thread
+	 * holds its buffer for one event, or one write(2). */
+	uintptr_t token = (uintptr_t)&token;
 	bool all = true;
+	for (struct tbuf *b = atomic_load(&tracer.tbufs); b; b = b->next)
+		if (!tbuf_claim(b, token))
+			all = false; /* another flusher's: FLUSHED waits a round */
+	claims_fence();
 	for (struct tbuf *b = atomic_load(&tracer.tbufs); b; b = b->next) {
-		/* every buffer, empty or not: one that looks empty may be held
-		 * by a thread that took its seq but has not written its record.
-		 * A thread holds its buffer for one event, or one write(2). */
-		unsigned tries = 0;
-		while (!tbuf_trylock(b) && ++tries < 2000)
-			sched_yield();
-		if (tries >= 2000) {
-			all = false;
+		if (atomic_load_explicit(&b->claim, memory_order_relaxed) != token)
 			continue;
+		if (tbuf_settled(b, 2000)) {
+			tbuf_flush_locked(b);
+			/* its next event numbers from a block taken after the
+			 * caller read the counter: none below it can follow
+			 * (FLUSHED) */
+			tbuf_seq_retire(b);
+		} else {
+			all = false;
 		}
-		tbuf_flush_locked(b);
-		/* its next event numbers from a block taken after the caller
-		 * read the counter: none below it can follow (FLUSHED) */
-		tbuf_seq_retire(b);
-		tbuf_unlock(b);
+		tbuf_unclaim(b);
 	}
 	return all;
 }
@@ -320,17 +415,22 @@ bool writer_flush_every(void)
 void writer_flush_for_death(void)
 {
 	struct tbuf *mine = tracer_tls.buf;
+	uintptr_t token = (uintptr_t)&token;
+	for (struct tbuf *b = atomic_load(&tracer.tbufs); b; b = b->next)
+		if (atomic_load_explicit(&b->len, memory_order_acquire) != 0)
+			tbuf_claim(b, token);
+	claims_fence();
 	for (struct tbuf *b = atomic_load(&tracer.tbufs); b; b = b->next) {
 		uint32_t len = atomic_load_explicit(&b->len, memory_order_acquire);
-		if (len == 0)
-			continue;
-		if (tbuf_trylock(b)) {
+		bool claimed = atomic_load_explicit(&b->claim, memory_order_relaxed) == token;
+		if (claimed && tbuf_settled(b, 0)) {
 			tbuf_flush_locked(b);
-			tbuf_unlock(b);
-		} else if (b == mine && !atomic_load(&b->flushing)) {
+		} else if (len != 0 && b == mine && !atomic_load(&b->flushing)) {
 			/* interrupted inside its own record: [0, len) is whole */
 			writer_chunk_write(b->chunk, len, b->tid, false);
 		}
+		if (claimed)
+			tbuf_unclaim(b);
 	}
 }
 
@@ -338,6 +438,7 @@ void writer_fork_child_reset(struct tbuf *keep)
 {
 	for (struct tbuf *b = atomic_load(&tracer.tbufs); b; b = b->next) {
 		atomic_store(&b->busy, 0);
+		atomic_store(&b->claim, 0);
 		atomic_store(&b->flushing, 0);
 		atomic_store(&b->len, 0);
 		record_deltas_reset(&b->deltas);

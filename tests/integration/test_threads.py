@@ -1,12 +1,14 @@
-"""test_threads.py: a multi-threaded program: the per-thread chunks of the
-capture are merged and the counts of the threads' own site are exact."""
+"""test_threads.py: multi-threaded programs: the per-thread chunks of the
+capture are merged and the counts of the threads' own sites are exact, also
+while other threads flush the buffers."""
 import json
 import os
 import re
+import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from memprof_test import MemprofTestCase, fixture, main, memprof  # noqa: E402
+from memprof_test import MEMPROF, MemprofTestCase, fixture, main, memprof  # noqa: E402
 
 
 class Threads(MemprofTestCase):
@@ -94,6 +96,48 @@ class Live(MemprofTestCase):
         report, live = self.run_live("0")
         self.assertEqual(live, [])
         self.assertGreater(report["totals"]["allocations"], 10000)
+
+
+class Flushers(MemprofTestCase):
+    """Other threads flush every thread's buffer while it records: the
+    sampler ten times a second, a leak check every 5 ms.  An owner takes its
+    own buffer without a locked instruction where membarrier(2) is there,
+    with one where it is not (a seccomp policy here): either way no record
+    is torn, lost or written twice."""
+
+    def expected(self, stdout):
+        counts = {k: int(v) for k, v in re.findall(r"^([\w ]+): (\d+)$", stdout, re.M)}
+        self.assertGreater(counts.get("leak checks", 0), 0, stdout)
+        return counts
+
+    def check(self, report, p):
+        want = self.expected(p.stdout)
+        self.assertEqual(report["capture"]["lost_events"], 0)
+        self.assertFalse(report["capture"]["incomplete"])
+        self.assertEqual(self.site_allocations(report, "flush_alloc"),
+                         want["flush_alloc allocations"])
+        kept = sum(s["leaked_bytes"] for s in self.sites_with(report, "flush_alloc"))
+        self.assertEqual(kept, want["flush_alloc kept bytes"])
+
+    def test_buffers_flushed_by_other_threads_lose_nothing(self):
+        self.check(*self.run_json(fixture("fixture-flushers"), "400"))
+
+    def test_without_membarrier_the_same(self):
+        wrapper = fixture("no-membarrier")
+        probe = subprocess.run([wrapper, "true"], capture_output=True, text=True)
+        if probe.returncode == 77:
+            self.skipTest(probe.stderr.strip())
+        self.assertEqual(probe.returncode, 0, probe.stderr)
+        out = self.path("report.json")
+        env = dict(os.environ, NO_COLOR="1")
+        env.pop("LD_PRELOAD", None)
+        p = subprocess.run([wrapper, MEMPROF, "run", "-q", "-o", self.path("capture.mpc"),
+                            "--json", out, "--", fixture("fixture-flushers"), "400"],
+                           cwd=self.tmp, env=env, capture_output=True, text=True,
+                           timeout=120)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        with open(out) as f:
+            self.check(json.load(f), p)
 
 
 if __name__ == "__main__":
