@@ -106,7 +106,7 @@ struct tracer {
 	/* membarrier(2) serves the buffers' locks: an owner takes its own
 	 * buffer without a locked instruction (set once, before any thread
 	 * but the first records; writer_barrier_setup()) */
-	bool asym;
+	atomic_bool asym;
 	/* the next sequence number: every thread's buffer takes blocks of it
 	 * (tbuf_seq()), so on a cache line of its own, away from the flags
 	 * every event reads */
@@ -243,7 +243,7 @@ int writer_read_file(const char *path, char **out, size_t *len, size_t *map_len)
  * locked exchange of tbuf_lock_shared(). */
 static inline void tbuf_lock(struct tbuf *b)
 {
-	if (__builtin_expect(tracer.asym, 1)) {
+	if (__builtin_expect(atomic_load_explicit(&tracer.asym, memory_order_relaxed), 1)) {
 		atomic_store_explicit(&b->busy, 1, memory_order_relaxed);
 		atomic_signal_fence(memory_order_seq_cst);
 		if (__builtin_expect(atomic_load_explicit(&b->claim, memory_order_acquire) == 0, 1))

@@ -239,8 +239,9 @@ void writer_barrier_setup(void)
 {
 	int saved = errno;
 	long cmds = syscall(SYS_membarrier, MEMBARRIER_CMD_QUERY, 0, 0);
-	tracer.asym = cmds > 0 && (cmds & MEMBARRIER_CMD_PRIVATE_EXPEDITED) &&
-		      syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0;
+	bool asym = cmds > 0 && (cmds & MEMBARRIER_CMD_PRIVATE_EXPEDITED) &&
+		    syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0;
+	atomic_store(&tracer.asym, asym);
 	errno = saved;
 }
 
@@ -280,11 +281,12 @@ static bool tbuf_claim(struct tbuf *b, uintptr_t token)
 static void claims_fence(void)
 {
 	int saved = errno;
-	if (tracer.asym && syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) != 0) {
+	if (atomic_load(&tracer.asym) &&
+	    syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) != 0) {
 		/* cannot fail once registered; should it, owners go back to
 		 * the exchange, and those inside already had their store
 		 * drained long before the pause ends */
-		tracer.asym = false;
+		atomic_store(&tracer.asym, false);
 		struct timespec ts = { 0, 2000000 };
 		nanosleep(&ts, NULL);
 	}
