@@ -227,7 +227,7 @@ void writer_close(void)
  * membarrier(2), which runs one on every running thread of the process
  * (a thread not running has passed one in its context switch), so the
  * owner's side is a plain store and load: the locked exchange it took
- * before was 7% of the tracer's time on binary trees and on churn.
+ * before was 6% of the tracer's time on binary trees and on churn.
  * Without membarrier (an old kernel, a seccomp filter), every owner takes
  * the locked exchange, itself a full barrier.  A flusher claims every
  * buffer it will flush, then fences once, then waits for each owner to be
