@@ -248,9 +248,8 @@ static inline void tbuf_lock(struct tbuf *b)
 		atomic_signal_fence(memory_order_seq_cst);
 		if (__builtin_expect(atomic_load_explicit(&b->claim, memory_order_acquire) == 0, 1))
 			return;
+		/* claimed: out again, and wait for the flusher */
 		atomic_store_explicit(&b->busy, 0, memory_order_release);
-		tbuf_lock_shared(b); /* waits for the flusher */
-		return;
 	}
 	tbuf_lock_shared(b);
 }

@@ -312,6 +312,28 @@ static void tbuf_unclaim(struct tbuf *b)
 	atomic_store_explicit(&b->claim, 0, memory_order_release);
 }
 
+/* A flush's second half, after its claims with token and claims_fence():
+ * each buffer it claimed written out once its owner is out (tbuf_settled(),
+ * at most tries rounds), with its block of seqs retired when retire (see
+ * writer_flush_every()), and unclaimed.  False when some owner stayed in. */
+static bool flush_claimed(uintptr_t token, unsigned tries, bool retire)
+{
+	bool all = true;
+	for (struct tbuf *b = atomic_load(&tracer.tbufs); b; b = b->next) {
+		if (atomic_load_explicit(&b->claim, memory_order_relaxed) != token)
+			continue;
+		if (tbuf_settled(b, tries)) {
+			tbuf_flush_locked(b);
+			if (retire)
+				tbuf_seq_retire(b);
+		} else {
+			all = false;
+		}
+		tbuf_unclaim(b);
+	}
+	return all;
+}
+
 struct tbuf *tbuf_acquire(uint32_t tid)
 {
 	struct tbuf *b;
@@ -377,13 +399,7 @@ void writer_flush_all(bool wait)
 	if (!any)
 		return;
 	claims_fence();
-	for (struct tbuf *b = atomic_load(&tracer.tbufs); b; b = b->next) {
-		if (atomic_load_explicit(&b->claim, memory_order_relaxed) != token)
-			continue;
-		if (tbuf_settled(b, wait ? UINT_MAX : 0))
-			tbuf_flush_locked(b);
-		tbuf_unclaim(b);
-	}
+	flush_claimed(token, wait ? UINT_MAX : 0, false);
 }
 
 bool writer_flush_every(void)
@@ -397,21 +413,10 @@ bool writer_flush_every(void)
 		if (!tbuf_claim(b, token))
 			all = false; /* another flusher's: FLUSHED waits a round */
 	claims_fence();
-	for (struct tbuf *b = atomic_load(&tracer.tbufs); b; b = b->next) {
-		if (atomic_load_explicit(&b->claim, memory_order_relaxed) != token)
-			continue;
-		if (tbuf_settled(b, 2000)) {
-			tbuf_flush_locked(b);
-			/* its next event numbers from a block taken after the
-			 * caller read the counter: none below it can follow
-			 * (FLUSHED) */
-			tbuf_seq_retire(b);
-		} else {
-			all = false;
-		}
-		tbuf_unclaim(b);
-	}
-	return all;
+	/* each buffer's next event numbers from a block taken after the
+	 * caller read the counter: none below it can follow (FLUSHED) */
+	bool flushed = flush_claimed(token, 2000, true); /* unclaims them all */
+	return flushed && all;
 }
 
 void writer_flush_for_death(void)

@@ -32,14 +32,15 @@ def source_line(source, marker):
     raise AssertionError("no LINE:%s in %s" % (marker, source))
 
 
-def memprof(*args, cwd=None, env=None, timeout=120):
-    """Runs memprof; returns the CompletedProcess (text mode)."""
+def memprof(*args, cwd=None, env=None, timeout=120, wrapper=()):
+    """Runs memprof (under the command wrapper, if any); returns the
+    CompletedProcess (text mode)."""
     full_env = dict(os.environ)
     full_env.pop("LD_PRELOAD", None)
     full_env["NO_COLOR"] = "1"
     if env:
         full_env.update(env)
-    return subprocess.run([MEMPROF, *args], cwd=cwd, env=full_env,
+    return subprocess.run([*wrapper, MEMPROF, *args], cwd=cwd, env=full_env,
                           capture_output=True, text=True, timeout=timeout)
 
 
@@ -57,11 +58,12 @@ class MemprofTestCase(unittest.TestCase):
     def path(self, name):
         return os.path.join(self.tmp, name)
 
-    def run_json(self, *program, options=(), expect_status=0):
-        """memprof run --json ... -- PROGRAM; returns (report, process)."""
+    def run_json(self, *program, options=(), expect_status=0, wrapper=()):
+        """memprof run --json ... -- PROGRAM (memprof under the command
+        wrapper, if any); returns (report, process)."""
         out = self.path("report.json")
         p = memprof("run", "-o", self.path("capture.mpc"), "--json", out,
-                    *options, "--", *program, cwd=self.tmp)
+                    *options, "--", *program, cwd=self.tmp, wrapper=wrapper)
         self.assertEqual(p.returncode, expect_status,
                          "memprof run exited %d\nstderr:\n%s" % (p.returncode, p.stderr))
         with open(out) as f:

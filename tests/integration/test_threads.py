@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from memprof_test import MEMPROF, MemprofTestCase, fixture, main, memprof  # noqa: E402
+from memprof_test import MemprofTestCase, fixture, main, memprof  # noqa: E402
 
 
 class Threads(MemprofTestCase):
@@ -128,16 +128,7 @@ class Flushers(MemprofTestCase):
         if probe.returncode == 77:
             self.skipTest(probe.stderr.strip())
         self.assertEqual(probe.returncode, 0, probe.stderr)
-        out = self.path("report.json")
-        env = dict(os.environ, NO_COLOR="1")
-        env.pop("LD_PRELOAD", None)
-        p = subprocess.run([wrapper, MEMPROF, "run", "-q", "-o", self.path("capture.mpc"),
-                            "--json", out, "--", fixture("fixture-flushers"), "400"],
-                           cwd=self.tmp, env=env, capture_output=True, text=True,
-                           timeout=120)
-        self.assertEqual(p.returncode, 0, p.stderr)
-        with open(out) as f:
-            self.check(json.load(f), p)
+        self.check(*self.run_json(fixture("fixture-flushers"), "400", wrapper=(wrapper,)))
 
 
 if __name__ == "__main__":
